@@ -1,0 +1,1 @@
+"""sslbench harness: config, data, views, backbones, engine, results, CLI."""

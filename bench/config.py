@@ -1,0 +1,162 @@
+"""Typed, validated configuration: a suite file plus ``params.yaml`` selections.
+
+A suite fixes data, resolution, backbone, batch size, precision and the budget
+shared by every method; ``params.yaml`` picks the suite, the methods, the seeds and
+per-method hyper-parameter overrides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from bench.backbones import BackboneCfg
+from bench.data import DatasetCfg
+from bench.errors import SSLBenchError, choices
+from bench.schema import build
+
+SUITES_DIR = Path(__file__).parent / "suites"
+BUDGET_UNITS = ("images_seen", "epochs", "flops", "seconds")
+
+
+@dataclass(frozen=True)
+class BudgetCfg:
+    unit: str = field(default="images_seen", metadata={"choices": BUDGET_UNITS})
+    value: float = field(default=1.0, metadata={"positive": True})
+
+
+@dataclass(frozen=True)
+class TrainCfg:
+    batch_size: int = field(default=256, metadata={"positive": True})
+    warmup_fraction: float = field(default=0.1, metadata={"nonnegative": True})
+    precision: str = field(default="bf16", metadata={"choices": ("fp32", "bf16")})
+    checkpoint_every: int = field(default=100, metadata={"positive": True, "doc": "steps between checkpoints"})
+    log_every: int = field(default=10, metadata={"positive": True})
+    threads: int = field(default=0, metadata={"nonnegative": True, "doc": "torch CPU threads (0 = all cores)"})
+
+
+@dataclass(frozen=True)
+class OptimizerChoice:
+    """``paper``: each method's own optimizer; otherwise one family and lr for every method."""
+
+    name: str = field(default="paper", metadata={"choices": ("paper", "sgd", "lars", "adamw")})
+    lr: float = field(default=0.1, metadata={"positive": True, "doc": "base lr at batch 256"})
+    weight_decay: float = field(default=5e-4, metadata={"nonnegative": True})
+    momentum: float = field(default=0.9, metadata={"nonnegative": True})
+
+    def as_override(self) -> dict:
+        if self.name == "paper":
+            return {}
+        return {"name": self.name, "lr": self.lr, "weight_decay": self.weight_decay, "momentum": self.momentum}
+
+
+@dataclass(frozen=True)
+class KnnCfg:
+    k: list[int] = field(default_factory=lambda: [20, 200], metadata={"positive": True})
+    temperature: float = field(default=0.07, metadata={"positive": True})
+
+
+@dataclass(frozen=True)
+class LinearCfg:
+    epochs: int = field(default=100, metadata={"positive": True})
+    lr: float = field(default=0.1, metadata={"positive": True, "doc": "base lr, scaled by batch/256"})
+    batch_size: int = field(default=256, metadata={"positive": True})
+    momentum: float = field(default=0.9, metadata={"nonnegative": True})
+    weight_decay: float = field(default=0.0, metadata={"nonnegative": True})
+
+
+@dataclass(frozen=True)
+class EvalCfg:
+    knn: KnnCfg = field(default_factory=KnnCfg)
+    linear: LinearCfg = field(default_factory=LinearCfg)
+    protocols: list[str] = field(default_factory=lambda: ["knn", "linear"],
+                                 metadata={"choices_each": ("knn", "linear")})
+    batch_size: int = field(default=1024, metadata={"positive": True, "doc": "feature extraction batch"})
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str = ""
+    dataset: DatasetCfg = field(default_factory=DatasetCfg)
+    resolution: int = field(default=32, metadata={"positive": True})
+    backbone: BackboneCfg = field(default_factory=BackboneCfg)
+    budget: BudgetCfg = field(default_factory=BudgetCfg)
+    train: TrainCfg = field(default_factory=TrainCfg)
+    optimizer: OptimizerChoice = field(default_factory=OptimizerChoice)
+    eval: EvalCfg = field(default_factory=EvalCfg)
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={"nonnegative": True})
+    device: str = field(default="auto", metadata={"choices": ("auto", "cpu", "cuda")})
+    needs_gpu: bool = False
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def _read_yaml(path: Path, what: str) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SSLBenchError(f"{what} '{path}' is not valid YAML{where}.") from None
+    except OSError:
+        raise SSLBenchError(f"{what} '{path}' cannot be read.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SSLBenchError(f"{what} '{path}' must be a mapping of keys to values.")
+    return data
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """Load a suite by name (``bench/suites/<name>.yaml``) or by path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        if name_or_path not in suite_names():
+            raise SSLBenchError(f"unknown suite '{name_or_path}'; valid choices are: {choices(suite_names())}.")
+        path = SUITES_DIR / f"{name_or_path}.yaml"
+    data = _read_yaml(path, "suite file")
+    data.setdefault("name", path.stem)
+    suite = build(Suite, data, f"suite '{data['name']}'")
+    bad = [p for p in suite.eval.protocols if p not in ("knn", "linear")]
+    if bad:
+        raise SSLBenchError(f"suite '{suite.name}' eval.protocols has unknown protocol '{bad[0]}'; "
+                            "valid choices are: knn, linear.")
+    return suite
+
+
+@dataclass(frozen=True)
+class Params:
+    """The selections in ``params.yaml``."""
+
+    suite: str = "tiny"
+    seeds: list[int] | None = field(default=None, metadata={"nonnegative": True})
+    methods: dict[str, dict] = field(default_factory=dict)
+
+
+def load_params(path: Path = Path("params.yaml")) -> Params:
+    if not Path(path).is_file():
+        return Params()
+    data = _read_yaml(path, "params file")
+    params = build(Params, data, f"params file '{path}'")
+    from methods.registry import method_names
+
+    for method, overrides in params.methods.items():
+        if method not in method_names():
+            raise SSLBenchError(f"unknown method '{method}' in '{path}'; valid choices are: {choices(method_names())}.")
+        if not isinstance(overrides, dict):
+            raise SSLBenchError(f"methods.{method} in '{path}' must be a mapping of overrides (use {{}} for none).")
+    return params
+
+
+def config_hash(*parts) -> str:
+    """Short stable hash of resolved configuration (recorded with every result row)."""
+    blob = json.dumps([asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
