@@ -1,0 +1,225 @@
+"""Dataset registry. Every dataset yields uint8 image tensors [N, C, H, W] and int64 labels.
+
+Images stay uint8 until the training step (views convert them on the device).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.errors import SSLBenchError, choices
+
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+INSTALL_HINT = "sudo apt-get install -y dataset-fashion-mnist"
+
+
+@dataclass(frozen=True)
+class DatasetCfg:
+    name: str = field(
+        default="fashion_mnist",
+        metadata={"choices": ("fashion_mnist", "cifar10", "cifar100", "stl10", "imagefolder")},
+    )
+    root: str | None = field(default=None, metadata={"doc": "where the user's copy lives"})
+    classes_file: str | None = field(default=None, metadata={"doc": "ImageNet-100 class list (CMC's imagenet100.txt)"})
+    load_size: int = field(default=0, metadata={"nonnegative": True, "doc": "imagefolder: resize shorter side"})
+    download: bool = field(default=False, metadata={"doc": "allow torchvision's downloader as a fallback"})
+    pretrain_subset: int = field(default=0, metadata={
+        "nonnegative": True, "doc": "pretrain on this many train images (class-balanced; 0 = all)"})
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8 [N, C, H, W]
+    labels: torch.Tensor  # int64 [N]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: Split
+    test: Split
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str
+
+    @property
+    def channels(self) -> int:
+        return self.train.images.shape[1]
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as fh:
+        data = fh.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _fashion_mnist(cfg: DatasetCfg) -> tuple[Split, Split, str]:
+    root = Path(cfg.root or DEBIAN_FASHION_MNIST)
+    names = {
+        "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+        "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+    }
+    if all((root / f).is_file() for pair in names.values() for f in pair):
+        splits = []
+        for img_name, lbl_name in names.values():
+            images = torch.from_numpy(_read_idx(root / img_name).copy()).unsqueeze(1)
+            labels = torch.from_numpy(_read_idx(root / lbl_name).astype(np.int64))
+            splits.append(Split(images, labels))
+        return splits[0], splits[1], str(root)
+    if cfg.download:
+        return _torchvision("FashionMNIST", Path("data/downloads"), download=True)
+    missing = next(f for pair in names.values() for f in pair if not (root / f).is_file())
+    if cfg.root:
+        raise SSLBenchError(
+            f"dataset.root '{root}' does not hold Fashion-MNIST: expected the four idx .gz files "
+            f"(missing {missing})."
+        )
+    raise SSLBenchError(
+        f"Fashion-MNIST is not installed at {root}; install it with `{INSTALL_HINT}` "
+        "(or set dataset.root, or dataset.download: true where the network allows)."
+    )
+
+
+def _torchvision(cls_name: str, root: Path, download: bool = False, **kw) -> tuple[Split, Split, str]:
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, cls_name)
+    out = []
+    for train in (True, False):
+        try:
+            if cls_name == "STL10":
+                ds = cls(str(root), split="train" if train else "test", download=download)
+            else:
+                ds = cls(str(root), train=train, download=download)
+        except (RuntimeError, OSError) as err:
+            raise SSLBenchError(f"dataset {cls_name} is not readable at '{root}': {err}") from None
+        data = ds.data if not isinstance(ds.data, torch.Tensor) else ds.data.numpy()
+        images = torch.from_numpy(np.asarray(data))
+        if images.ndim == 3:
+            images = images.unsqueeze(1)
+        elif images.shape[-1] in (1, 3):
+            images = images.permute(0, 3, 1, 2)
+        labels = torch.as_tensor(np.asarray(getattr(ds, "targets", getattr(ds, "labels", None))), dtype=torch.int64)
+        out.append(Split(images.contiguous(), labels))
+    return out[0], out[1], str(root)
+
+
+def _need_root(cfg: DatasetCfg) -> Path:
+    if not cfg.root:
+        raise SSLBenchError(f"dataset '{cfg.name}' needs dataset.root pointing at your local copy.")
+    root = Path(cfg.root).expanduser()
+    if not root.exists():
+        raise SSLBenchError(f"dataset.root '{root}' does not exist (expected the {cfg.name} dataset there).")
+    return root
+
+
+def _imagefolder(cfg: DatasetCfg) -> tuple[Split, Split, str]:
+    """ImageNet-style train/ and val/ folders, decoded once to ``load_size`` squares."""
+    from PIL import Image
+
+    root = _need_root(cfg)
+    size = cfg.load_size or 64
+    wanted = None
+    if cfg.classes_file:
+        wanted = [ln.split()[0] for ln in Path(cfg.classes_file).read_text().splitlines() if ln.strip()]
+    splits = []
+    for sub in ("train", "val"):
+        folder = root / sub
+        if not folder.is_dir():
+            raise SSLBenchError(f"dataset.root '{root}' has no '{sub}/' folder (expected ImageFolder layout).")
+        classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+        if wanted is not None:
+            classes = [c for c in classes if c in set(wanted)]
+        files = [(p, i) for i, c in enumerate(classes) for p in sorted((folder / c).iterdir())]
+        images = torch.empty(len(files), 3, size, size, dtype=torch.uint8)
+        for n, (path, _) in enumerate(files):
+            img = Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR)
+            images[n] = torch.from_numpy(np.asarray(img)).permute(2, 0, 1)
+        splits.append(Split(images, torch.tensor([i for _, i in files], dtype=torch.int64)))
+    return splits[0], splits[1], str(root)
+
+
+LOADERS = {
+    "fashion_mnist": _fashion_mnist,
+    "cifar10": lambda cfg: _torchvision("CIFAR10", _need_root(cfg)),
+    "cifar100": lambda cfg: _torchvision("CIFAR100", _need_root(cfg)),
+    "stl10": lambda cfg: _torchvision("STL10", _need_root(cfg)),
+    "imagefolder": _imagefolder,
+}
+
+
+def load_raw(cfg: DatasetCfg) -> Dataset:
+    """Read a dataset from its source (slow path; ``prepare`` caches the result)."""
+    if cfg.name not in LOADERS:
+        raise SSLBenchError(f"unknown dataset '{cfg.name}'; valid choices are: {choices(LOADERS)}.")
+    train, test, source = LOADERS[cfg.name](cfg)
+    return _finish(cfg.name, train, test, source)
+
+
+def _finish(name: str, train: Split, test: Split, source: str) -> Dataset:
+    pixels = train.images[:10000].float().div_(255)
+    mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())
+    std = tuple(pixels.std(dim=(0, 2, 3)).tolist())
+    num_classes = int(max(train.labels.max(), test.labels.max())) + 1
+    return Dataset(name, train, test, num_classes, mean, std, source)
+
+
+def save_cache(ds: Dataset, directory: Path) -> None:
+    """Write the dataset as uint8 tensors (loaded later with weights_only=True)."""
+    from bench.io import atomic_torch_save, atomic_write_text
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for split_name, split in (("train", ds.train), ("test", ds.test)):
+        atomic_torch_save({"images": split.images, "labels": split.labels}, directory / f"{split_name}.pt")
+    meta = {"name": ds.name, "num_classes": ds.num_classes, "mean": ds.mean, "std": ds.std, "source": ds.source,
+            "train": len(ds.train), "test": len(ds.test), "shape": list(ds.train.images.shape[1:])}
+    atomic_write_text(directory / "dataset.json", json.dumps(meta, indent=2))
+
+
+def load_cache(directory: Path) -> Dataset:
+    meta_path = directory / "dataset.json"
+    if not meta_path.is_file():
+        raise SSLBenchError(f"no prepared dataset in '{directory}'; run `sslbench prepare` (or `dvc repro`) first.")
+    meta = json.loads(meta_path.read_text())
+    splits = []
+    for name in ("train", "test"):
+        path = directory / f"{name}.pt"
+        try:
+            blob = torch.load(path, weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any unreadable file gets the same sentence
+            raise SSLBenchError(f"prepared dataset file '{path}' is unreadable ({type(err).__name__}); re-run prepare.") from None
+        splits.append(Split(blob["images"], blob["labels"]))
+    return Dataset(meta["name"], splits[0], splits[1], meta["num_classes"], tuple(meta["mean"]),
+                   tuple(meta["std"]), meta["source"])
+
+
+def label_fraction_split(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
+    """Deterministic, class-balanced subset of indices holding ``fraction`` of each class."""
+    gen = torch.Generator().manual_seed(seed)
+    picked = []
+    for cls in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == cls).flatten()
+        count = max(1, round(len(idx) * fraction))
+        picked.append(idx[torch.randperm(len(idx), generator=gen)[:count]])
+    return torch.sort(torch.cat(picked)).values
+
+
+def pretraining_view(ds: Dataset, subset: int) -> Dataset:
+    """The dataset restricted to a deterministic, class-balanced subset of its train split."""
+    if not subset or subset >= len(ds.train):
+        return ds
+    idx = label_fraction_split(ds.train.labels, subset / len(ds.train), seed=12345)
+    train = Split(ds.train.images[idx], ds.train.labels[idx])
+    return Dataset(ds.name, train, ds.test, ds.num_classes, ds.mean, ds.std, ds.source)

@@ -1,0 +1,212 @@
+"""Batched view generation on tensors: no Python loop per image, runs on CPU and CUDA.
+
+Each view is an :class:`Augment` (the torchvision-style pipeline of the papers):
+random resized crop + horizontal flip (one ``grid_sample`` for the whole batch),
+colour jitter (brightness, contrast, saturation, hue as blends and a YIQ rotation),
+random grayscale, Gaussian blur (grouped separable convolution, per-sample sigma)
+and solarize, each with per-sample random parameters.
+
+Deviations from torchvision, for speed: jitter is applied in a fixed order
+(brightness, contrast, saturation, hue) instead of a random permutation; an
+out-of-range crop is clamped instead of re-sampled; blur sigma is scaled with the
+resolution (``sigma * size / 224``, the papers' range at 224 px).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Augment:
+    size: int
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    grayscale_p: float = 0.2
+    blur_p: float = 0.0
+    solarize_p: float = 0.0
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """The views a method's batch must carry, in order."""
+
+    crops: tuple[Augment, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.crops)
+
+    def pixels_per_image(self) -> int:
+        return sum(a.size * a.size for a in self.crops)
+
+
+def _recipe_views(name: str, size: int, small_crops: int = 0, small_size: int = 0) -> ViewSpec:
+    simclr = Augment(size, brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2, blur_p=0.5)
+    mocov2 = Augment(size, scale=(0.2, 1.0), blur_p=0.5)
+    recipes = {
+        # SimCLR (2002.05709) App. A: crop 0.08-1, jitter strength 1.0 (0.8,0.8,0.8,0.2) p=0.8, gray 0.2, blur 0.5
+        "simclr": (simclr, simclr),
+        # MoCo v2 (2003.04297): crop 0.2-1, jitter (0.4,0.4,0.4,0.1) p=0.8, gray 0.2, blur 0.5
+        "mocov2": (mocov2, mocov2),
+        # MoCo v1 (1911.05722): crop 0.2-1, jitter 0.4 always, gray 0.2, no blur
+        "mocov1": (Augment(size, scale=(0.2, 1.0), jitter_p=1.0, hue=0.4),) * 2,
+        # BYOL (2006.07733) Table 6: asymmetric blur 1.0/0.1 and solarize 0/0.2
+        "byol": (
+            Augment(size, saturation=0.2, blur_p=1.0),
+            Augment(size, saturation=0.2, blur_p=0.1, solarize_p=0.2),
+        ),
+        # supervised baseline: crop + flip only
+        "supervised": (Augment(size, jitter_p=0.0, grayscale_p=0.0),),
+    }
+    crops = recipes[name]
+    if small_crops:
+        small = replace(crops[0], size=small_size, scale=(0.05, 0.14))
+        crops = tuple(replace(c, scale=(0.14, 1.0)) for c in crops) + (small,) * small_crops
+    return ViewSpec(tuple(crops))
+
+
+def recipe(name: str, size: int, small_crops: int = 0, small_size: int = 0) -> ViewSpec:
+    """Views of a named recipe at resolution ``size`` (optionally multi-crop)."""
+    return _recipe_views(name, size, small_crops, small_size)
+
+
+def _uniform(n: int, low: float, high: float, gen, device) -> torch.Tensor:
+    return torch.rand(n, generator=gen, device=device) * (high - low) + low
+
+
+def _bernoulli(n: int, p: float, gen, device) -> torch.Tensor:
+    return torch.rand(n, generator=gen, device=device) < p
+
+
+def crop_flip(x: torch.Tensor, aug: Augment, gen) -> torch.Tensor:
+    """Random resized crop + horizontal flip of a float batch [B, C, H, W] to ``aug.size``."""
+    n, dev = x.shape[0], x.device
+    area = _uniform(n, *aug.scale, gen, dev)
+    log_r = _uniform(n, math.log(aug.ratio[0]), math.log(aug.ratio[1]), gen, dev)
+    ratio = torch.exp(log_r)
+    w = torch.sqrt(area * ratio).clamp(max=1.0)  # fraction of the image width
+    h = torch.sqrt(area / ratio).clamp(max=1.0)
+    cx = (torch.rand(n, generator=gen, device=dev) * 2 - 1) * (1 - w)
+    cy = (torch.rand(n, generator=gen, device=dev) * 2 - 1) * (1 - h)
+    flip = torch.where(_bernoulli(n, aug.flip_p, gen, dev), -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3, device=dev)
+    theta[:, 0, 0] = w * flip
+    theta[:, 0, 2] = cx
+    theta[:, 1, 1] = h
+    theta[:, 1, 2] = cy
+    grid = F.affine_grid(theta, [n, x.shape[1], aug.size, aug.size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    if x.shape[1] == 1:
+        return x
+    weights = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * weights).sum(1, keepdim=True)
+
+
+def _blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return (other + factor.view(-1, 1, 1, 1) * (x - other)).clamp_(0, 1)
+
+
+def _hue_rotate(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate hue by ``shift`` turns (per sample) in YIQ space."""
+    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+                          device=x.device, dtype=x.dtype)
+    to_rgb = torch.linalg.inv(to_yiq)
+    angle = shift * 2 * math.pi
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rot = torch.zeros(x.shape[0], 3, 3, device=x.device, dtype=x.dtype)
+    rot[:, 0, 0] = 1
+    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
+    matrix = to_rgb @ rot @ to_yiq  # [B, 3, 3]
+    return torch.einsum("bij,bjhw->bihw", matrix, x).clamp_(0, 1)
+
+
+def color_jitter(x: torch.Tensor, aug: Augment, gen) -> torch.Tensor:
+    n, dev = x.shape[0], x.device
+    apply = _bernoulli(n, aug.jitter_p, gen, dev).view(-1, 1, 1, 1)
+    out = x * _uniform(n, 1 - aug.brightness, 1 + aug.brightness, gen, dev).view(-1, 1, 1, 1)
+    out = out.clamp_(0, 1)
+    mean = _gray(out).mean(dim=(1, 2, 3), keepdim=True)
+    out = _blend(out, mean, _uniform(n, 1 - aug.contrast, 1 + aug.contrast, gen, dev))
+    if x.shape[1] == 3:
+        out = _blend(out, _gray(out), _uniform(n, 1 - aug.saturation, 1 + aug.saturation, gen, dev))
+        out = _hue_rotate(out, _uniform(n, -aug.hue, aug.hue, gen, dev))
+    return torch.where(apply, out, x)
+
+
+def gaussian_blur(x: torch.Tensor, aug: Augment, gen) -> torch.Tensor:
+    n, c, h, w = x.shape
+    dev = x.device
+    scale = aug.size / 224
+    sigma = _uniform(n, 0.1 * scale, 2.0 * scale, gen, dev)
+    apply = _bernoulli(n, aug.blur_p, gen, dev)
+    radius = max(1, int(round(0.05 * aug.size)))
+    taps = torch.arange(-radius, radius + 1, device=dev, dtype=x.dtype)
+    kernel = torch.exp(-(taps.view(1, -1) ** 2) / (2 * sigma.view(-1, 1) ** 2))
+    kernel = kernel / kernel.sum(1, keepdim=True)
+    identity = (taps == 0).to(x.dtype).expand(n, -1)
+    kernel = torch.where(apply.view(-1, 1), kernel, identity)
+    kernel = kernel.repeat_interleave(c, dim=0)  # one kernel per (sample, channel)
+    flat = x.reshape(1, n * c, h, w)
+    flat = F.pad(flat, (radius, radius, 0, 0), mode="reflect")
+    flat = F.conv2d(flat, kernel.view(n * c, 1, 1, -1), groups=n * c)
+    flat = F.pad(flat, (0, 0, radius, radius), mode="reflect")
+    flat = F.conv2d(flat, kernel.view(n * c, 1, -1, 1), groups=n * c)
+    return flat.view(n, c, h, w)
+
+
+def augment(x: torch.Tensor, aug: Augment, gen) -> torch.Tensor:
+    """One view of a float batch in [0, 1]."""
+    n, dev = x.shape[0], x.device
+    out = crop_flip(x, aug, gen)
+    if aug.jitter_p > 0:
+        out = color_jitter(out, aug, gen)
+    if aug.grayscale_p > 0 and out.shape[1] == 3:
+        gray = _bernoulli(n, aug.grayscale_p, gen, dev).view(-1, 1, 1, 1)
+        out = torch.where(gray, _gray(out).expand_as(out), out)
+    if aug.blur_p > 0:
+        out = gaussian_blur(out, aug, gen)
+    if aug.solarize_p > 0:
+        sol = _bernoulli(n, aug.solarize_p, gen, dev).view(-1, 1, 1, 1)
+        out = torch.where(sol & (out >= 0.5), 1 - out, out)
+    return out
+
+
+class ViewGenerator:
+    """Turns a uint8 batch into normalised, channels_last float views."""
+
+    def __init__(self, spec: ViewSpec, mean, std, device: torch.device):
+        self.spec = spec
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
+        self.device = device
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+
+    def to_float(self, images_u8: torch.Tensor) -> torch.Tensor:
+        return images_u8.to(self.device, non_blocking=True).float().div_(255)
+
+    def __call__(self, images_u8: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
+        x = self.to_float(images_u8)
+        return [self.normalize(augment(x, aug, gen)) for aug in self.spec.crops]
+
+    def plain(self, images_u8: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        """Un-augmented normalised images (evaluation), resized to ``size`` if given."""
+        x = self.to_float(images_u8)
+        if size and size != x.shape[-1]:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return self.normalize(x)
