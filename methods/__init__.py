@@ -1,0 +1,1 @@
+"""Self-supervised methods, one file each, registered by name (see ``methods.registry``)."""

@@ -1,0 +1,69 @@
+"""BYOL — Grill et al. 2020, "Bootstrap Your Own Latent", arXiv 2006.07733.
+
+Mechanism: an online network (backbone, projector, predictor) regresses the
+projection of a target network (EMA of backbone + projector, no predictor) of the
+other view; normalised MSE (2 - 2 cos), symmetrised over the two views; the target
+is never updated by the optimizer; its decay rises from tau_base to 1 on a cosine.
+
+Paper defaults: LARS lr 0.2 x batch/256, weight decay 1.5e-6 (not on biases/BN),
+tau_base 0.996, projector and predictor MLP 4096-256 with BN, batch 4096, the
+asymmetric augmentation (blur 1.0/0.1, solarize 0/0.2).
+
+Deviations: tau_base is scaled to the suite by the shared rule
+(``methods.modules.scale_momentum``; ``scale_to_dataset: false`` keeps 0.996);
+hidden widths are 2x the backbone's feature dimension (4096 for ResNet-50's 2048).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from methods.base import Batch, Method, OptimizerCfg, StepOutput
+from methods.losses import byol_regression
+from methods.modules import cosine_increase, ema_update, frozen_copy, mlp, scale_momentum
+from methods.registry import register
+
+
+@dataclass(frozen=True)
+class BYOLHparams:
+    tau_base: float = field(default=0.996, metadata={"nonnegative": True})
+    proj_dim: int = field(default=256, metadata={"positive": True})
+    hidden_factor: int = field(default=2, metadata={"positive": True})
+    scale_to_dataset: bool = True
+    optimizer: OptimizerCfg = field(default_factory=lambda: OptimizerCfg("lars", 0.2, 1.5e-6, 0.9, True))
+
+
+@register
+class BYOL(Method):
+    name = "byol"
+    paper = "BYOL — Grill et al. 2020, arXiv 2006.07733"
+    family = "self-distillation"
+    view_recipe = "byol"
+    Hparams = BYOLHparams
+
+    def __init__(self, backbone, hp, ctx):
+        super().__init__(backbone, hp, ctx)
+        dim = backbone.feature_dim
+        hidden = dim * hp.hidden_factor
+        self.online = torch.nn.Sequential(backbone, mlp(dim, hidden, hp.proj_dim))
+        self.predictor = mlp(hp.proj_dim, hidden, hp.proj_dim)
+        self.target = frozen_copy(self.online)
+        self.tau_base = hp.tau_base
+        if hp.scale_to_dataset:
+            self.tau_base = scale_momentum(hp.tau_base, 4096, ctx.batch_size, ctx.dataset_size)
+        self.tau = self.tau_base
+
+    def training_step(self, batch: Batch) -> StepOutput:
+        v1, v2 = batch.views
+        z1, z2 = self.online(v1), self.online(v2)
+        p1, p2 = self.predictor(z1), self.predictor(z2)
+        with torch.no_grad():
+            t1, t2 = self.target(v1), self.target(v2)
+        loss = (byol_regression(p1, t2) + byol_regression(p2, t1)) / 2
+        return StepOutput(loss, {"tau": torch.tensor(self.tau)}, z1)
+
+    def after_step(self, progress: float) -> None:
+        self.tau = cosine_increase(self.tau_base, progress)
+        ema_update(self.target, self.online, self.tau)
