@@ -1,0 +1,296 @@
+"""The one training loop every method runs in.
+
+It owns the budget (counted in source images seen by default), the optimizer and
+schedule, mixed precision, checkpoints and resume, divergence detection, cost
+accounting (steps, images, seconds, FLOPs, peak memory) and ``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from bench.backbones import build_backbone
+from bench.config import Suite, config_hash
+from bench.data import Dataset
+from bench.io import atomic_torch_save, atomic_write_text, safe_torch_load
+from bench.errors import SSLBenchError
+from bench.optim import build_optimizer, lr_factor, set_lr
+from bench.views import ViewGenerator
+from methods.base import Batch, Context, Method
+from methods.modules import collapse_metrics
+from methods.registry import get_method
+
+CHECKPOINT, PREVIOUS, ENCODER, RUN_JSON, METRICS = (
+    "checkpoint.pt", "checkpoint.prev.pt", "encoder.pt", "run.json", "metrics.jsonl")
+
+
+class Interrupted(Exception):
+    """Raised by ``stop_after`` to simulate a killed run in tests."""
+
+
+@dataclass
+class RunSpec:
+    suite: Suite
+    method: str
+    seed: int
+    hparams: object
+    out_dir: Path
+    device: str = "cpu"
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise SSLBenchError("device 'cuda' was requested but no CUDA device is available; use device: cpu.")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def bar_interval() -> float:
+    """Seconds between progress-bar redraws: lively on a terminal, sparse in logs."""
+    return 0.5 if sys.stderr.isatty() else 30.0
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_method(spec: RunSpec, dataset: Dataset, total_steps: int) -> Method:
+    """Seeded construction: the same seed gives every method the same backbone init."""
+    torch.manual_seed(spec.seed)
+    cfg = spec.suite.backbone
+    backbone = build_backbone(type(cfg)(**{**asdict(cfg), "in_channels": dataset.channels}))
+    ctx = Context(len(dataset.train), dataset.num_classes, spec.suite.train.batch_size, total_steps,
+                  spec.suite.resolution, dataset.channels)
+    return get_method(spec.method)(backbone, spec.hparams, ctx)
+
+
+def total_steps_for(suite: Suite, dataset_size: int, flops_per_step: float | None = None) -> int:
+    """Optimizer steps the budget allows (``seconds`` budgets are open-ended: 0)."""
+    b, bs = suite.budget, suite.train.batch_size
+    if b.unit == "images_seen":
+        return max(1, math.ceil(b.value / bs))
+    if b.unit == "epochs":
+        return max(1, math.ceil(b.value * dataset_size / bs))
+    if b.unit == "flops":
+        return max(1, math.ceil(b.value / flops_per_step)) if flops_per_step else 1
+    return 0
+
+
+class Sampler:
+    """Deterministic batches: a fresh permutation per epoch from (seed, epoch); drop-last."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        if batch_size > n:
+            raise SSLBenchError(f"train.batch_size {batch_size} is larger than the dataset ({n} images).")
+        self.n, self.bs, self.seed = n, batch_size, seed
+        self.per_epoch = n // batch_size
+        self._epoch, self._perm = -1, None
+
+    def indices(self, step: int) -> torch.Tensor:
+        epoch, offset = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=gen)
+        return self._perm[offset * self.bs : (offset + 1) * self.bs]
+
+
+def _count_flops(fn) -> tuple[float, object]:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        out = fn()
+    return float(counter.get_total_flops()), out
+
+
+def _trim_metrics(path: Path, last_step: int) -> None:
+    """Drop log lines written after the checkpoint we resume from (no duplicate rows)."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= last_step]
+    atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+def load_checkpoint(out_dir: Path) -> dict | None:
+    """The newest readable checkpoint; falls back to the previous one if the last is corrupt."""
+    for name in (CHECKPOINT, PREVIOUS):
+        path = out_dir / name
+        if path.is_file():
+            try:
+                return safe_torch_load(path)
+            except SSLBenchError as err:
+                tqdm.write(f"warning: {err} Falling back to the previous checkpoint.")
+    return None
+
+
+def save_checkpoint(out_dir: Path, state: dict) -> None:
+    current = out_dir / CHECKPOINT
+    if current.is_file():
+        os.replace(current, out_dir / PREVIOUS)
+    atomic_torch_save(state, current)
+
+
+def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progress_bar: bool = True) -> dict:
+    """Train one (method, seed) run to its budget, resuming if a checkpoint exists.
+
+    Returns the run record (also written to ``run.json``). A non-finite loss ends
+    the run with status ``diverged``; it does not raise.
+    """
+    suite, out = spec.suite, spec.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    digest = config_hash(suite, spec.method, spec.seed, spec.hparams)
+    record_path = out / RUN_JSON
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
+        if record.get("config_hash") == digest and record.get("status") in ("complete", "diverged"):
+            return record
+    device = pick_device(spec.device)
+    if suite.train.threads:
+        torch.set_num_threads(suite.train.threads)
+    bs = suite.train.batch_size
+    total = total_steps_for(suite, len(dataset.train))
+    method = build_method(spec, dataset, total).to(device)
+    cls = type(method)
+    record = {
+        "suite": suite.name, "method": spec.method, "seed": spec.seed, "backbone": suite.backbone.name,
+        "backbone_cfg": {**asdict(suite.backbone), "in_channels": dataset.channels},
+        "family": cls.family, "paper": cls.paper, "deviation": cls.deviation,
+        "hparams": asdict(spec.hparams), "budget": asdict(suite.budget), "batch_size": bs,
+        "resolution": suite.resolution, "precision": suite.train.precision, "config_hash": digest,
+        "device": str(device), "device_name": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "git_rev": git_revision(),
+        "dataset": dataset.name, "dataset_size": len(dataset.train),
+    }
+    if not cls.trains:
+        return _finish(out, method, record, steps=0, seconds=0.0, flops_per_step=0.0, status="complete")
+
+    views = ViewGenerator(method.views(suite.resolution), dataset.mean, dataset.std, device)
+    optimizer = build_optimizer(method.optimizer_cfg(), method.param_groups(), bs)
+    sampler = Sampler(len(dataset.train), bs, spec.seed)
+    step, seconds, flops_per_step = 0, 0.0, None
+    ckpt = load_checkpoint(out)
+    if ckpt is not None and ckpt.get("config_hash") == digest:
+        method.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, seconds, flops_per_step = ckpt["step"], ckpt["seconds"], ckpt["flops_per_step"]
+        _trim_metrics(out / METRICS, step)
+    elif (out / METRICS).exists():
+        (out / METRICS).unlink()
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if suite.train.precision == "bf16"
+                else nullcontext())
+    method.train()
+    images = dataset.train.images.pin_memory() if device.type == "cuda" else dataset.train.images
+    labels = dataset.train.labels
+    log_every, ckpt_every = suite.train.log_every, suite.train.checkpoint_every
+    status, diverged_step = "complete", None
+    limit_seconds = suite.budget.value if suite.budget.unit == "seconds" else None
+    bar = tqdm(total=total or None, initial=step, desc=f"{spec.method} seed{spec.seed}", unit="step",
+               disable=not progress_bar, dynamic_ncols=True, leave=False, mininterval=bar_interval())
+    t_start, t_window, window_start = time.perf_counter() - seconds, time.perf_counter(), step
+
+    def progress_at(s: int) -> float:
+        if limit_seconds:
+            return min(1.0, (time.perf_counter() - t_start) / limit_seconds)
+        return min(1.0, s / total)
+
+    with (out / METRICS).open("a") as metrics:
+        while True:
+            if limit_seconds is not None and time.perf_counter() - t_start >= limit_seconds:
+                break
+            if total and step >= total:
+                break
+            if stop_after is not None and step >= stop_after:
+                raise Interrupted(f"stopped after {step} steps")
+            set_lr(optimizer, lr_factor(progress_at(step), suite.train.warmup_fraction))
+            idx = sampler.indices(step)
+            gen = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + step)
+            batch = Batch(views(images[idx], gen), idx.to(device), labels[idx].to(device, non_blocking=True), gen)
+
+            optimizer.zero_grad(set_to_none=True)
+
+            def forward():
+                with autocast:
+                    return method.training_step(batch)
+
+            if flops_per_step is None:
+                flops_per_step, result = _count_flops(lambda: _backward(forward()))
+            else:
+                result = _backward(forward())
+            if device.type == "cpu" or (step + 1) % log_every == 0:
+                if not torch.isfinite(result.loss).item():
+                    status, diverged_step = "diverged", step
+                    break
+            optimizer.step()
+            method.after_step(progress_at(step + 1))
+            step += 1
+            bar.update(1)
+            if step % log_every == 0 or step == total:
+                now = time.perf_counter()
+                rate = (step - window_start) * bs / max(1e-9, now - t_window)
+                t_window, window_start = now, step
+                line = {"step": step, "images_seen": step * bs, "loss": result.loss.item(),
+                        "lr": optimizer.param_groups[0]["lr"], "images_per_s": rate,
+                        "seconds": now - t_start}
+                line.update({k: float(v) for k, v in result.logs.items()})
+                if result.embedding is not None:
+                    line.update({k: float(v) for k, v in collapse_metrics(result.embedding).items()})
+                metrics.write(json.dumps(line) + "\n")
+                metrics.flush()
+                bar.set_postfix(loss=f"{line['loss']:.3f}", img_s=f"{rate:.0f}")
+            if step % ckpt_every == 0 and step != total:
+                _save(out, method, optimizer, step, time.perf_counter() - t_start, flops_per_step, digest)
+    bar.close()
+    seconds = time.perf_counter() - t_start
+    if status == "complete":
+        _save(out, method, optimizer, step, seconds, flops_per_step, digest)
+    record["diverged_step"] = diverged_step
+    return _finish(out, method, record, step, seconds, flops_per_step or 0.0, status, device)
+
+
+def _backward(result):
+    result.loss.backward()
+    return result
+
+
+def _save(out, method, optimizer, step, seconds, flops_per_step, digest) -> None:
+    save_checkpoint(out, {"step": step, "seconds": seconds, "flops_per_step": flops_per_step,
+                          "config_hash": digest, "model": method.state_dict(),
+                          "optimizer": optimizer.state_dict()})
+
+
+def _finish(out: Path, method: Method, record: dict, steps: int, seconds: float, flops_per_step: float,
+            status: str, device: torch.device = torch.device("cpu")) -> dict:
+    atomic_torch_save(method.encoder.state_dict(), out / ENCODER)
+    bs = record["batch_size"]
+    record.update({
+        "status": status, "steps": steps, "images_seen": steps * bs, "seconds": round(seconds, 2),
+        "flops_per_step": flops_per_step, "flops": flops_per_step * steps,
+        "peak_mem_mb": round(peak_memory_mb(device), 1),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    atomic_write_text(out / RUN_JSON, json.dumps(record, indent=2))
+    return record
