@@ -1,0 +1,175 @@
+"""``sslbench``: the pipeline's stages as subcommands (DVC calls exactly these)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from bench.errors import SSLBenchError, choices
+
+PROTOCOL_LABELS = {"knn_k20": "kNN k=20", "knn_k200": "kNN k=200", "linear": "linear",
+                   "semi_1pct": "semi 1%", "semi_10pct": "semi 10%", "det_box_ap": "box AP",
+                   "seg_mask_ap": "mask AP"}
+
+
+def _context(args):
+    from bench.config import load_params, load_suite
+
+    params = load_params(Path(args.params))
+    suite = load_suite(args.suite or params.suite)
+    if getattr(args, "seeds", None):
+        params = type(params)(suite=params.suite, seeds=args.seeds, methods=params.methods)
+    return suite, params
+
+
+def _methods(args, params) -> list[str]:
+    from methods.registry import get_method
+
+    names = args.method or list(params.methods) or ["random", "supervised", "simclr", "mocov2", "byol"]
+    for name in names:
+        get_method(name)
+    return names
+
+
+def cmd_prepare(args) -> None:
+    from bench.stages import prepare
+
+    suite, _ = _context(args)
+    print(f"prepared {suite.dataset.name} for suite '{suite.name}' in {prepare(suite)}")
+
+
+def cmd_pretrain(args) -> None:
+    from bench.stages import pretrain
+
+    suite, params = _context(args)
+    for method in _methods(args, params):
+        pretrain(suite, params, method)
+
+
+def cmd_evaluate(args) -> None:
+    from bench.stages import evaluate
+
+    suite, params = _context(args)
+    for method in _methods(args, params):
+        rows = evaluate(suite, params, method)
+        summary = ", ".join(f"{r['protocol']}={r['value']:.2f}" for r in rows if r["seed"] == rows[0]["seed"])
+        print(f"{method}: {summary}")
+
+
+def cmd_leaderboard(args) -> None:
+    from bench.stages import build_leaderboard
+
+    suite, params = _context(args)
+    board = build_leaderboard(suite, _methods(args, params))
+    print_leaderboard(board, suite.name)
+
+
+def cmd_show(args) -> None:
+    """Print the committed leaderboard of a suite without recomputing it."""
+    import pandas as pd
+
+    from bench import paths
+
+    suite, _ = _context(args)
+    path = paths.results_dir(suite.name) / "leaderboard.csv"
+    if not path.is_file():
+        raise SSLBenchError(f"no leaderboard at '{path}'; run `dvc repro` (or `sslbench leaderboard`) first.")
+    print_leaderboard(pd.read_csv(path), suite.name)
+    print(f"table: {path}   metrics: {path.with_name('metrics.json')} (`dvc metrics show`)")
+
+
+def cmd_run(args) -> None:
+    """All stages for all selected methods, in-process (what ``dvc repro`` does, without DVC)."""
+    from bench.stages import build_leaderboard, evaluate, prepare, pretrain
+
+    suite, params = _context(args)
+    methods = _methods(args, params)
+    prepare(suite)
+    for method in methods:
+        pretrain(suite, params, method)
+        evaluate(suite, params, method)
+    print_leaderboard(build_leaderboard(suite, methods), suite.name)
+
+
+def cmd_methods(args) -> None:
+    from methods.registry import get_method, method_names
+
+    for name in method_names():
+        cls = get_method(name)
+        print(f"{name:12s} {cls.family:24s} {cls.paper}")
+
+
+def cmd_suites(args) -> None:
+    from bench.config import load_suite, suite_names
+
+    for name in suite_names():
+        s = load_suite(name)
+        print(f"{name:12s} {s.dataset.name:14s} {s.backbone.name} w{s.backbone.width} {s.resolution}px "
+              f"budget {s.budget.value:g} {s.budget.unit}  {s.description}")
+
+
+def print_leaderboard(board, suite_name: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"sslbench leaderboard — suite '{suite_name}' (top-1 %, mean ± std over seeds)")
+    protocols = [p for p in PROTOCOL_LABELS if p in board]
+    for col in ["rank", "method", "backbone", *[PROTOCOL_LABELS[p] for p in protocols], "seeds", "images", "CPU s", "status"]:
+        table.add_column(col)
+    for _, row in board.iterrows():
+        cells = [str(row.get("rank", "")), row["method"], row["backbone"]]
+        cells += [f"{row[p]:.2f} ± {row[p + '_std']:.2f}" if row[p] == row[p] else "—" for p in protocols]
+        cells += [str(row["n_seeds"]), f"{row['images_seen']:.0f}", f"{row['seconds']:.0f}", row["status"]]
+        table.add_row(*cells)
+    Console(width=160).print(table)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sslbench", description=(
+        "Reproducible self-supervised learning benchmark: pretrain every method under a matched "
+        "budget, evaluate with one declared protocol, publish leaderboards."))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name, fn, help_text, methods=True):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--suite", help="suite name (bench/suites/*.yaml) or path; default: params.yaml")
+        p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+        if methods:
+            p.add_argument("--method", action="append", help="method name (repeatable); default: params.yaml")
+            p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: params.yaml, then the suite)")
+        p.set_defaults(fn=fn)
+        return p
+
+    add("prepare", cmd_prepare, "cache the dataset and write the 1%%/10%% label splits", methods=False)
+    add("pretrain", cmd_pretrain, "pretrain methods to the suite's budget (resumes interrupted runs)")
+    add("evaluate", cmd_evaluate, "kNN and linear probe of pretrained backbones -> results/<suite>/rows")
+    add("leaderboard", cmd_leaderboard, "aggregate rows into results/<suite>/leaderboard.csv and print it")
+    add("show", cmd_show, "print a suite's leaderboard (results/<suite>/leaderboard.csv)", methods=False)
+    add("run", cmd_run, "all stages for all methods, in-process (no DVC)")
+    sub.add_parser("methods", help="list registered methods").set_defaults(fn=cmd_methods)
+    sub.add_parser("suites", help="list suites").set_defaults(fn=cmd_suites)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return 0
+    try:
+        args.fn(args)
+    except SSLBenchError as err:
+        print(f"sslbench: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("sslbench: interrupted; re-run the same command to resume.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Result rows (long form) and their aggregation into a per-suite leaderboard.
+
+A row is one number: (suite, method, backbone, seed, protocol, metric, value) plus
+the run's cost and provenance. The leaderboard has one row per (method, backbone)
+and, per protocol id, ``<protocol>`` (mean), ``<protocol>_std`` and ``n_seeds``.
+Every write is atomic; a failing write leaves the previous table intact.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from bench.io import atomic_write_text, file_lock
+
+ROW_COLUMNS = [
+    "suite", "method", "backbone", "seed", "protocol", "metric", "value", "status", "deviation",
+    "images_seen", "steps", "seconds", "flops", "peak_mem_mb", "device", "git_rev", "config_hash",
+]
+PROTOCOLS = ["knn_k20", "knn_k200", "linear", "semi_1pct", "semi_10pct",
+             "det_box_ap", "det_box_ap50", "det_box_ap75", "seg_mask_ap"]
+STATUS_ORDER = ["complete", "deviation", "diverged", "failed"]
+COST_COLUMNS = ["images_seen", "steps", "seconds", "flops", "peak_mem_mb"]
+
+
+def make_rows(record: dict, metrics: dict[str, float], metric: str = "top1") -> list[dict]:
+    """Rows for one run: ``metrics`` maps protocol id to value (NaN when not measured)."""
+    base = {k: record.get(k) for k in ROW_COLUMNS if k in record}
+    status = record.get("status", "complete")
+    return [{**base, "protocol": protocol, "metric": metric, "value": value, "status": status,
+             "deviation": record.get("deviation", "")} for protocol, value in metrics.items()]
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Replace one method's rows (all seeds) atomically."""
+    frame = pd.DataFrame(rows, columns=ROW_COLUMNS)
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False, float_format="%.4f")
+    with file_lock(path):
+        atomic_write_text(path, buf.getvalue())
+
+
+def read_rows(paths: list[Path]) -> pd.DataFrame:
+    frames = [pd.read_csv(p) for p in paths if p.is_file()]
+    if not frames:
+        return pd.DataFrame(columns=ROW_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _worst(statuses) -> str:
+    found = [s for s in statuses if isinstance(s, str)]
+    return max(found, key=lambda s: STATUS_ORDER.index(s) if s in STATUS_ORDER else 0) if found else "complete"
+
+
+def leaderboard(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, backbone): mean and std over seeds per protocol, cost, status."""
+    if rows.empty:
+        return pd.DataFrame(columns=["rank", "method", "backbone", "status", "n_seeds"])
+    out = []
+    for (method, backbone), group in rows.groupby(["method", "backbone"], sort=False):
+        entry = {"method": method, "backbone": backbone, "n_seeds": group["seed"].nunique()}
+        status = _worst(group["status"])
+        deviation = next((d for d in group["deviation"] if isinstance(d, str) and d), "")
+        entry["status"] = "deviation" if status == "complete" and deviation else status
+        entry["deviation"] = deviation
+        for protocol in PROTOCOLS:
+            values = group.loc[(group["protocol"] == protocol) & (group["metric"] == "top1")
+                               if protocol.startswith(("knn", "linear", "semi")) else
+                               (group["protocol"] == protocol), "value"].dropna()
+            if len(values):
+                entry[protocol] = round(values.mean(), 2)
+                entry[f"{protocol}_std"] = round(values.std(ddof=1), 2) if len(values) > 1 else 0.0
+        per_seed = group.drop_duplicates("seed")
+        for col in COST_COLUMNS:
+            entry[col] = per_seed[col].mean()
+        entry["device"] = ",".join(sorted(set(per_seed["device"].astype(str))))
+        out.append(entry)
+    board = pd.DataFrame(out)
+    key = next((p for p in ("linear", "knn_k20") if p in board), None)
+    if key:
+        board = board.sort_values(key, ascending=False, na_position="last")
+        board.insert(0, "rank", board[key].rank(ascending=False, method="min").astype("Int64"))
+    return board.reset_index(drop=True)
+
+
+def write_leaderboard(board: pd.DataFrame, directory: Path) -> None:
+    """``leaderboard.csv`` and ``metrics.json`` (what ``dvc metrics show`` reads)."""
+    buf = io.StringIO()
+    board.to_csv(buf, index=False)
+    atomic_write_text(directory / "leaderboard.csv", buf.getvalue())
+    metrics = {}
+    for _, row in board.iterrows():
+        key = row["method"] if (board["method"] == row["method"]).sum() == 1 else f"{row['method']}@{row['backbone']}"
+        metrics[key] = {p: float(row[p]) for p in PROTOCOLS if p in row and not _isnan(row[p])}
+    atomic_write_text(directory / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
+
+
+def _isnan(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))

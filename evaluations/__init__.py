@@ -1,0 +1,1 @@
+"""Evaluation protocols: kNN, linear probe (and, later, semi-supervised and transfer)."""
