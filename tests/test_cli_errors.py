@@ -1,0 +1,67 @@
+"""Bad input: one sentence naming the key and the valid choices, exit code 2, no traceback."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def _run(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def _assert_clean_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("sslbench: error:"), proc.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_unknown_suite():
+    _assert_clean_error(_run("pretrain", "--suite", "nope", "--method", "simclr"), "'nope'", "tiny", "smoke")
+
+
+def test_unknown_method():
+    _assert_clean_error(_run("pretrain", "--suite", "smoke", "--method", "simclrr"), "'simclrr'", "mocov2")
+
+
+@pytest.mark.parametrize("body, needles", [
+    ("name: x\nbudgett: {value: 3}\n", ["unknown key 'budgett'", "budget"]),
+    ("name: x\nbudget: {value: -5}\n", ["budget.value", "positive"]),
+    ("name: x\nbudget: {value: 0}\n", ["budget.value", "positive"]),
+    ("name: x\nbudget: {unit: hours, value: 3}\n", ["'hours'", "images_seen"]),
+    ("name: x\ntrain: {batch_size: many}\n", ["train.batch_size", "integer"]),
+    ("name: x\nbackbone: {name: vgg}\n", ["'vgg'", "resnet18"]),
+    ("name: [unclosed\n", ["not valid YAML"]),
+])
+def test_malformed_suite_file(tmp_path, body, needles):
+    path = tmp_path / "suite.yaml"
+    path.write_text(body)
+    _assert_clean_error(_run("pretrain", "--suite", str(path), "--method", "simclr", cwd=tmp_path), *needles)
+
+
+def test_unknown_hyperparameter_in_params(tmp_path):
+    (tmp_path / "params.yaml").write_text("suite: smoke\nmethods:\n  simclr: {temprature: 0.2}\n")
+    _assert_clean_error(_run("pretrain", cwd=tmp_path), "unknown key 'temprature'", "temperature")
+
+
+def test_unknown_method_in_params(tmp_path):
+    (tmp_path / "params.yaml").write_text("suite: smoke\nmethods:\n  simclr2: {}\n")
+    _assert_clean_error(_run("pretrain", cwd=tmp_path), "'simclr2'", "simclr")
+
+
+def test_missing_dataset_names_the_install_command(tmp_path):
+    path = tmp_path / "suite.yaml"
+    path.write_text(f"name: x\ndataset: {{name: fashion_mnist, root: {tmp_path / 'none'}}}\n")
+    _assert_clean_error(_run("prepare", "--suite", str(path), cwd=tmp_path), "does not hold Fashion-MNIST")
+
+
+def test_help_lists_subcommands():
+    out = _run("--help")
+    assert out.returncode == 0
+    for cmd in ("prepare", "pretrain", "evaluate", "leaderboard", "show"):
+        assert cmd in out.stdout

@@ -1,0 +1,59 @@
+"""Invariants of the shared building blocks: queue FIFO, EMA, scaling rules, collapse metrics."""
+
+import math
+
+import torch
+from torch import nn
+
+from methods.modules import (FeatureQueue, collapse_metrics, cosine_increase, ema_update, frozen_copy,
+                             scale_length, scale_momentum)
+
+
+def test_queue_is_fifo_and_wraps_around():
+    q = FeatureQueue(length=5, dim=2)
+    batches = [torch.full((2, 2), float(i)) for i in range(1, 5)]  # 8 keys into 5 slots
+    for b in batches:
+        q.push(b)
+    # slots in order of insertion: 1,1,2,2,3,3,4,4 -> the 5 newest are 2,3,3,4,4 at ring positions
+    assert q.ptr.item() == 8 % 5
+    assert sorted(q.keys[:, 0].tolist()) == [2.0, 3.0, 3.0, 4.0, 4.0]
+    assert q.keys[2, 0].item() == 4.0  # slot 2 was written last (key 8 -> position 7 % 5)
+
+
+def test_ema_update_rule_and_buffers():
+    online = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    target = frozen_copy(online)
+    with torch.no_grad():
+        for p in online.parameters():
+            p.add_(1.0)
+        online[1].running_mean.fill_(7.0)
+    before = [p.clone() for p in target.parameters()]
+    ema_update(target, online, 0.9)
+    for b, t, o in zip(before, target.parameters(), online.parameters()):
+        assert torch.allclose(t, 0.9 * b + 0.1 * o)
+    assert torch.all(target[1].running_mean == 7.0)
+    assert all(not p.requires_grad for p in target.parameters())
+
+
+def test_cosine_increase_endpoints():
+    assert math.isclose(cosine_increase(0.99, 0.0), 0.99)
+    assert math.isclose(cosine_increase(0.99, 1.0), 1.0)
+    assert math.isclose(cosine_increase(0.99, 0.5), 0.995)
+
+
+def test_scaling_keeps_fractions_of_the_dataset():
+    # MoCo: m=0.999 at batch 256 averages 256k images = 0.1998 ImageNet epochs
+    m = scale_momentum(0.999, 256, 256, 60000)
+    assert math.isclose(256 / (1 - m), 256 / 0.001 * 60000 / 1_281_167, rel_tol=1e-9)
+    assert scale_momentum(0.999, 256, 256, 1_281_167) == 0.999 or math.isclose(
+        scale_momentum(0.999, 256, 256, 1_281_167), 0.999)
+    assert scale_length(65536, 60000, 256) == 3072
+    assert scale_momentum(0.0, 256, 256, 60000) == 0.0
+
+
+def test_collapse_metrics_detect_collapse():
+    healthy = collapse_metrics(torch.randn(512, 64))
+    collapsed = collapse_metrics(torch.ones(512, 64) + 1e-4 * torch.randn(512, 64))
+    assert healthy["embed_std"] > 0.8 * healthy["embed_std_ideal"]
+    assert collapsed["embed_std"] < 0.01
+    assert healthy["eff_rank"] > 40
