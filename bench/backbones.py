@@ -7,7 +7,7 @@ Detectron2 converter relies on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -74,6 +74,13 @@ def _rescale_width(net: resnet.ResNet, block, layers, width: int) -> None:
 
 
 BACKBONES = {"resnet18": ResNetTrunk, "resnet50": ResNetTrunk}
+
+
+def backbone_preset(name: str, base: BackboneCfg) -> BackboneCfg:
+    """The backbone ``name`` for a method that asks for another than the suite's (e.g. a ViT)."""
+    if name not in BACKBONES:
+        raise SSLBenchError(f"unknown backbone '{name}'; valid choices are: {choices(BACKBONES)}.")
+    return replace(base, name=name)
 
 
 def build_backbone(cfg: BackboneCfg) -> nn.Module:

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench.errors import SSLBenchError, choices
+from bench.errors import SSLBenchError
 
 PROTOCOL_LABELS = {"knn_k20": "kNN k=20", "knn_k200": "kNN k=200", "linear": "linear",
                    "semi_1pct": "semi 1%", "semi_10pct": "semi 10%", "det_box_ap": "box AP",
@@ -93,6 +93,36 @@ def cmd_run(args) -> None:
     print_leaderboard(build_leaderboard(suite, methods), suite.name)
 
 
+def cmd_perf(args) -> None:
+    """Benchmark table: training-step efficiency against the bare backbone, views, kNN, extraction."""
+    from dataclasses import replace
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench import paths
+    from bench.perf import run_perf
+    from bench.stages import dataset_for
+
+    suite, params = _context(args)
+    if args.device:
+        suite = replace(suite, device=args.device)
+    methods = _methods(args, params)
+    methods = [m for m in methods if m != "random"]
+    table = run_perf(suite, dataset_for(suite), methods, paths.root() / "results" / "perf")
+    out = Table(title=f"sslbench perf — suite '{suite.name}', batch {suite.train.batch_size}, "
+                      f"{suite.resolution}px, {suite.train.precision}, {table['threads'][0]} threads")
+    cols = ["method", "step_images_per_s", "backbone_images_per_s", "efficiency", "views_per_s",
+            "views_over_step", "peak_mem_mb"]
+    for col in cols:
+        out.add_column(col)
+    for _, row in table.iterrows():
+        out.add_row(*[f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in cols])
+    Console(width=160).print(out)
+    print(f"feature extraction: {table['extract_images_per_s'][0]:.0f} images/s; "
+          f"kNN 60k x 10k x 512: {table['knn_60k_10k_512_s'][0]:.2f} s")
+
+
 def cmd_methods(args) -> None:
     from methods.registry import get_method, method_names
 
@@ -116,7 +146,9 @@ def print_leaderboard(board, suite_name: str) -> None:
 
     table = Table(title=f"sslbench leaderboard — suite '{suite_name}' (top-1 %, mean ± std over seeds)")
     protocols = [p for p in PROTOCOL_LABELS if p in board]
-    for col in ["rank", "method", "backbone", *[PROTOCOL_LABELS[p] for p in protocols], "seeds", "images", "CPU s", "status"]:
+    columns = ["rank", "method", "backbone", *[PROTOCOL_LABELS[p] for p in protocols],
+               "seeds", "images", "CPU s", "status"]
+    for col in columns:
         table.add_column(col)
     for _, row in board.iterrows():
         cells = [str(row.get("rank", "")), row["method"], row["backbone"]]
@@ -148,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("leaderboard", cmd_leaderboard, "aggregate rows into results/<suite>/leaderboard.csv and print it")
     add("show", cmd_show, "print a suite's leaderboard (results/<suite>/leaderboard.csv)", methods=False)
     add("run", cmd_run, "all stages for all methods, in-process (no DVC)")
+    perf = add("perf", cmd_perf, "benchmark: step images/s vs the bare backbone, views, kNN, extraction")
+    perf.add_argument("--device", choices=["cpu", "cuda"], help="override the suite's device")
     sub.add_parser("methods", help="list registered methods").set_defaults(fn=cmd_methods)
     sub.add_parser("suites", help="list suites").set_defaults(fn=cmd_suites)
     return parser

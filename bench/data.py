@@ -199,7 +199,8 @@ def load_cache(directory: Path) -> Dataset:
         try:
             blob = torch.load(path, weights_only=True)
         except Exception as err:  # noqa: BLE001 - any unreadable file gets the same sentence
-            raise SSLBenchError(f"prepared dataset file '{path}' is unreadable ({type(err).__name__}); re-run prepare.") from None
+            raise SSLBenchError(
+                f"prepared dataset file '{path}' is unreadable ({type(err).__name__}); re-run prepare.") from None
         splits.append(Split(blob["images"], blob["labels"]))
     return Dataset(meta["name"], splits[0], splits[1], meta["num_classes"], tuple(meta["mean"]),
                    tuple(meta["std"]), meta["source"])

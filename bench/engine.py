@@ -12,8 +12,10 @@ import math
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -25,8 +27,8 @@ from tqdm import tqdm
 from bench.backbones import build_backbone
 from bench.config import Suite, config_hash
 from bench.data import Dataset
-from bench.io import atomic_torch_save, atomic_write_text, safe_torch_load
 from bench.errors import SSLBenchError
+from bench.io import atomic_torch_save, atomic_write_text, safe_torch_load
 from bench.optim import build_optimizer, lr_factor, set_lr
 from bench.views import ViewGenerator
 from methods.base import Batch, Context, Method
@@ -154,6 +156,12 @@ def save_checkpoint(out_dir: Path, state: dict) -> None:
     atomic_torch_save(state, current)
 
 
+def _sigterm_as_interrupt() -> None:
+    """Let SIGTERM (preemption, DVC/Ray cancellation) end a run like Ctrl-C: checkpoint, then exit."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progress_bar: bool = True) -> dict:
     """Train one (method, seed) run to its budget, resuming if a checkpoint exists.
 
@@ -181,7 +189,9 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
         "family": cls.family, "paper": cls.paper, "deviation": cls.deviation,
         "hparams": asdict(spec.hparams), "budget": asdict(suite.budget), "batch_size": bs,
         "resolution": suite.resolution, "precision": suite.train.precision, "config_hash": digest,
-        "device": str(device), "device_name": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device": str(device),
+        "device_name": (torch.cuda.get_device_name() if device.type == "cuda"
+                        else platform.processor() or platform.machine()),
         "threads": torch.get_num_threads(), "torch": torch.__version__, "git_rev": git_revision(),
         "dataset": dataset.name, "dataset_size": len(dataset.train),
     }
@@ -200,6 +210,7 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
         _trim_metrics(out / METRICS, step)
     elif (out / METRICS).exists():
         (out / METRICS).unlink()
+    _sigterm_as_interrupt()
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if suite.train.precision == "bf16"
                 else nullcontext())
     method.train()
@@ -217,52 +228,55 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
             return min(1.0, (time.perf_counter() - t_start) / limit_seconds)
         return min(1.0, s / total)
 
-    with (out / METRICS).open("a") as metrics:
-        while True:
-            if limit_seconds is not None and time.perf_counter() - t_start >= limit_seconds:
-                break
-            if total and step >= total:
-                break
-            if stop_after is not None and step >= stop_after:
-                raise Interrupted(f"stopped after {step} steps")
-            set_lr(optimizer, lr_factor(progress_at(step), suite.train.warmup_fraction))
-            idx = sampler.indices(step)
-            gen = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + step)
-            batch = Batch(views(images[idx], gen), idx.to(device), labels[idx].to(device, non_blocking=True), gen)
-
-            optimizer.zero_grad(set_to_none=True)
-
-            def forward():
-                with autocast:
-                    return method.training_step(batch)
-
-            if flops_per_step is None:
-                flops_per_step, result = _count_flops(lambda: _backward(forward()))
-            else:
-                result = _backward(forward())
-            if device.type == "cpu" or (step + 1) % log_every == 0:
-                if not torch.isfinite(result.loss).item():
-                    status, diverged_step = "diverged", step
+    try:
+        with (out / METRICS).open("a") as metrics:
+            while True:
+                if limit_seconds is not None and time.perf_counter() - t_start >= limit_seconds:
                     break
-            optimizer.step()
-            method.after_step(progress_at(step + 1))
-            step += 1
-            bar.update(1)
-            if step % log_every == 0 or step == total:
-                now = time.perf_counter()
-                rate = (step - window_start) * bs / max(1e-9, now - t_window)
-                t_window, window_start = now, step
-                line = {"step": step, "images_seen": step * bs, "loss": result.loss.item(),
-                        "lr": optimizer.param_groups[0]["lr"], "images_per_s": rate,
-                        "seconds": now - t_start}
-                line.update({k: float(v) for k, v in result.logs.items()})
-                if result.embedding is not None:
-                    line.update({k: float(v) for k, v in collapse_metrics(result.embedding).items()})
-                metrics.write(json.dumps(line) + "\n")
-                metrics.flush()
-                bar.set_postfix(loss=f"{line['loss']:.3f}", img_s=f"{rate:.0f}")
-            if step % ckpt_every == 0 and step != total:
-                _save(out, method, optimizer, step, time.perf_counter() - t_start, flops_per_step, digest)
+                if total and step >= total:
+                    break
+                if stop_after is not None and step >= stop_after:
+                    raise Interrupted(f"stopped after {step} steps")
+                set_lr(optimizer, lr_factor(progress_at(step), suite.train.warmup_fraction))
+                idx = sampler.indices(step)
+                gen = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + step)
+                batch = Batch(views(images[idx], gen), idx.to(device), labels[idx].to(device, non_blocking=True), gen)
+
+                optimizer.zero_grad(set_to_none=True)
+
+                if flops_per_step is None:
+                    flops_per_step, result = _count_flops(lambda b=batch: _step(method, b, autocast))
+                else:
+                    result = _step(method, batch, autocast)
+                if device.type == "cpu" or (step + 1) % log_every == 0:
+                    if not torch.isfinite(result.loss).item():
+                        status, diverged_step = "diverged", step
+                        break
+                method.before_optimizer_step(progress_at(step))
+                optimizer.step()
+                method.after_step(progress_at(step + 1))
+                step += 1
+                bar.update(1)
+                if step % log_every == 0 or step == total:
+                    now = time.perf_counter()
+                    rate = (step - window_start) * bs / max(1e-9, now - t_window)
+                    t_window, window_start = now, step
+                    line = {"step": step, "images_seen": step * bs, "loss": result.loss.item(),
+                            "lr": optimizer.param_groups[0]["lr"], "images_per_s": rate,
+                            "seconds": now - t_start}
+                    line.update({k: float(v) for k, v in result.logs.items()})
+                    if result.embedding is not None:
+                        line.update({k: float(v) for k, v in collapse_metrics(result.embedding).items()})
+                    metrics.write(json.dumps(line) + "\n")
+                    metrics.flush()
+                    bar.set_postfix(loss=f"{line['loss']:.3f}", img_s=f"{rate:.0f}", refresh=False)
+                if step % ckpt_every == 0 and step != total:
+                    _save(out, method, optimizer, step, time.perf_counter() - t_start, flops_per_step, digest)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep the work done so far, then stop
+        bar.close()
+        if status == "complete" and step:
+            _save(out, method, optimizer, step, time.perf_counter() - t_start, flops_per_step, digest)
+        raise
     bar.close()
     seconds = time.perf_counter() - t_start
     if status == "complete":
@@ -271,7 +285,10 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
     return _finish(out, method, record, step, seconds, flops_per_step or 0.0, status, device)
 
 
-def _backward(result):
+def _step(method: Method, batch: Batch, autocast):
+    """Forward (under autocast) and backward of one training step."""
+    with autocast:
+        result = method.training_step(batch)
     result.loss.backward()
     return result
 

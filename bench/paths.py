@@ -17,8 +17,10 @@ def method_dir(suite: str, method: str, runs: Path | None = None) -> Path:
     return (runs or root() / "runs") / suite / method
 
 
-def run_dir(suite: str, method: str, seed: int, runs: Path | None = None) -> Path:
-    return method_dir(suite, method, runs) / f"seed{seed}"
+def run_dir(suite: str, method: str, seed: int, runs: Path | None = None, backbone: str | None = None) -> Path:
+    """``runs/<suite>/<method>[/<backbone>]/seed<s>``: the backbone level only for non-default backbones."""
+    base = method_dir(suite, method, runs)
+    return (base / backbone if backbone else base) / f"seed{seed}"
 
 
 def results_dir(suite: str) -> Path:

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from bench import paths
-from bench.backbones import BackboneCfg, build_backbone
+from bench.backbones import BackboneCfg, backbone_preset, build_backbone
 from bench.config import Params, Suite
-from bench.data import Dataset, label_fraction_split, pretraining_view, load_cache, load_raw, save_cache
+from bench.data import Dataset, label_fraction_split, load_cache, load_raw, pretraining_view, save_cache
 from bench.engine import ENCODER, RUN_JSON, RunSpec, pick_device, train
 from bench.errors import SSLBenchError
 from bench.io import atomic_write_text, safe_torch_load
@@ -49,16 +50,32 @@ def seeds_for(suite: Suite, params: Params) -> list[int]:
     return list(params.seeds) if params.seeds else list(suite.seeds)
 
 
+def run_plan(suite: Suite, params: Params, method: str, runs: Path | None = None):
+    """Every (suite-with-backbone, hyper-parameters, seed, run directory) that ``method`` runs.
+
+    A method's params entry may list ``backbones`` (e.g. ``[resnet18, vit_tiny]``);
+    the suite's own backbone is the default and keeps the short run path.
+    """
+    overrides = dict(params.methods.get(method) or {})
+    backbones = overrides.pop("backbones", None) or [suite.backbone.name]
+    if not isinstance(backbones, list) or not all(isinstance(b, str) for b in backbones):
+        raise SSLBenchError(f"methods.{method}.backbones must be a list of backbone names, got {backbones!r}.")
+    hp = resolve_hparams(method, overrides, suite.optimizer.as_override())
+    for name in backbones:
+        variant = None if name == suite.backbone.name else name
+        sub = replace(suite, backbone=backbone_preset(name, suite.backbone)) if variant else suite
+        for seed in seeds_for(suite, params):
+            yield sub, hp, seed, paths.run_dir(suite.name, method, seed, runs, variant)
+
+
 def pretrain(suite: Suite, params: Params, method: str, runs: Path | None = None,
              progress_bar: bool = True) -> list[dict]:
-    """Train ``method`` for every seed; diverged seeds are recorded, not raised."""
-    hp = resolve_hparams(method, params.methods.get(method), suite.optimizer.as_override())
+    """Train ``method`` for every backbone and seed; diverged runs are recorded, not raised."""
     dataset = pretraining_view(dataset_for(suite), suite.dataset.pretrain_subset)
     records = []
-    for seed in seeds_for(suite, params):
-        spec = RunSpec(suite, method, seed, hp, paths.run_dir(suite.name, method, seed, runs), suite.device)
-        record = train(spec, dataset, progress_bar=progress_bar)
-        tqdm.write(f"{method} seed {seed}: {record['status']}, {record['steps']} steps, "
+    for sub, hp, seed, out in run_plan(suite, params, method, runs):
+        record = train(RunSpec(sub, method, seed, hp, out, suite.device), dataset, progress_bar=progress_bar)
+        tqdm.write(f"{method} ({sub.backbone.name}) seed {seed}: {record['status']}, {record['steps']} steps, "
                    f"{record['images_seen']} images, {record['seconds']:.0f} s")
         records.append(record)
     return records
@@ -96,7 +113,7 @@ def evaluate_run(suite: Suite, run: Path, dataset: Dataset) -> list[dict]:
                                desc=f"{record['method']} s{record['seed']} {split}")
                 for split in ("train", "test")}
 
-    key = f"{record['method']}-seed{record['seed']}-{file_digest(run / ENCODER)}"
+    key = f"{record['method']}-{record['backbone']}-seed{record['seed']}-{file_digest(run / ENCODER)}"
     feats = cached(paths.features_cache(suite.name), key, compute)
     tr, te = feats["train"], feats["test"]
     ytr, yte = dataset.train.labels, dataset.test.labels
@@ -113,8 +130,8 @@ def evaluate_run(suite: Suite, run: Path, dataset: Dataset) -> list[dict]:
 def evaluate(suite: Suite, params: Params, method: str, runs: Path | None = None) -> list[dict]:
     dataset = dataset_for(suite)
     rows = []
-    for seed in seeds_for(suite, params):
-        rows += evaluate_run(suite, paths.run_dir(suite.name, method, seed, runs), dataset)
+    for sub, _, _, out in run_plan(suite, params, method, runs):
+        rows += evaluate_run(sub, out, dataset)
     write_rows(paths.rows_path(suite.name, method), rows)
     return rows
 

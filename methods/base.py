@@ -87,5 +87,8 @@ class Method(nn.Module):
     def training_step(self, batch: Batch) -> StepOutput:
         raise NotImplementedError
 
+    def before_optimizer_step(self, progress: float) -> None:
+        """After backward, before the optimizer step (e.g. SwAV's frozen prototypes)."""
+
     def after_step(self, progress: float) -> None:
         """EMA, queue and schedule updates; ``progress`` in [0, 1]."""

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import nt_xent
 from methods.modules import mlp
@@ -52,6 +54,7 @@ class SimCLR(Method):
         return self.projector(h) if self.projector is not None else h
 
     def training_step(self, batch: Batch) -> StepOutput:
-        z1, z2 = (self.project(v) for v in batch.views)
+        # both views in one batch, as SimCLR's code does (its global BN sees all 2N views)
+        z1, z2 = self.project(torch.cat(batch.views)).chunk(2)
         loss = nt_xent(z1, z2, self.hp.temperature)
         return StepOutput(loss, {}, z1)

@@ -3,9 +3,9 @@
 import torch
 import torch.nn.functional as F
 
+from bench.config import LinearCfg
 from evaluations.knn import knn_accuracy, knn_predict
 from evaluations.linear import linear_probe
-from bench.config import LinearCfg
 
 
 def _brute_force(train_x, train_y, test_x, k, t, num_classes):

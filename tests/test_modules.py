@@ -5,8 +5,15 @@ import math
 import torch
 from torch import nn
 
-from methods.modules import (FeatureQueue, collapse_metrics, cosine_increase, ema_update, frozen_copy,
-                             scale_length, scale_momentum)
+from methods.modules import (
+    FeatureQueue,
+    collapse_metrics,
+    cosine_increase,
+    ema_update,
+    frozen_copy,
+    scale_length,
+    scale_momentum,
+)
 
 
 def test_queue_is_fifo_and_wraps_around():

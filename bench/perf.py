@@ -1,0 +1,152 @@
+"""``sslbench perf``: how much of the hardware goes into learning.
+
+Per method: images/s of the full training step (views counted as images; small
+multi-crop views counted by pixels relative to a global crop), images/s of the
+bare backbone's supervised step at the same batch and resolution, their ratio
+(efficiency), view generation alone, and peak memory. Also the time of a kNN
+over 60k x 10k features of dimension 512 and of feature extraction.
+Warm-up steps first, then several timed repeats; the median is reported.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import statistics
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from bench.config import Suite
+from bench.data import Dataset
+from bench.engine import RunSpec, _step, build_method, peak_memory_mb, pick_device
+from bench.io import atomic_write_text
+from bench.optim import build_optimizer
+from bench.views import ViewGenerator
+from evaluations.features import extract
+from evaluations.knn import knn_predict
+from methods.base import Batch
+from methods.registry import resolve_hparams
+
+
+def _median_rate(fn, items: float, warmup: int, repeats: int, sync) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return items / statistics.median(times)
+
+
+def _sync(device: torch.device):
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+def method_row(suite: Suite, dataset: Dataset, method: str, warmup: int = 3, repeats: int = 7) -> dict:
+    device = pick_device(suite.device)
+    bs = suite.train.batch_size
+    hp = resolve_hparams(method, {}, suite.optimizer.as_override())
+    model = build_method(RunSpec(suite, method, 0, hp, Path("."), suite.device), dataset, 1000).to(device)
+    model.train()
+    spec = model.views(suite.resolution)
+    views = ViewGenerator(spec, dataset.mean, dataset.std, device)
+    optimizer = build_optimizer(model.optimizer_cfg(), model.param_groups(), bs)
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if suite.train.precision == "bf16"
+                else nullcontext())
+    images = dataset.train.images[:bs]
+    labels = dataset.train.labels[:bs].to(device)
+    idx = torch.arange(bs, device=device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    sync = _sync(device)
+    view_units = spec.pixels_per_image() / (spec.crops[0].size ** 2)
+
+    def train_step():
+        batch = Batch(views(images, gen), idx, labels, gen)
+        optimizer.zero_grad(set_to_none=True)
+        _step(model, batch, autocast)
+        model.before_optimizer_step(0.5)
+        optimizer.step()
+        model.after_step(0.5)
+
+    row = {"method": method, "batch_size": bs, "resolution": suite.resolution, "views": spec.count,
+           "view_units": round(view_units, 2)}
+    row["step_images_per_s"] = _median_rate(train_step, bs * view_units, warmup, repeats, sync)
+    row["views_per_s"] = _median_rate(lambda: views(images, gen), bs * view_units, warmup, repeats, sync)
+    row["backbone_images_per_s"] = backbone_rate(model.encoder, dataset, suite, device, warmup, repeats)
+    row["efficiency"] = row["step_images_per_s"] / row["backbone_images_per_s"]
+    row["views_over_step"] = row["views_per_s"] / row["step_images_per_s"]
+    row["peak_mem_mb"] = peak_memory_mb(device)
+    gc.collect()
+    return row
+
+
+def backbone_rate(encoder: torch.nn.Module, dataset: Dataset, suite: Suite, device: torch.device,
+                  warmup: int, repeats: int) -> float:
+    """The ceiling: a supervised step of the bare backbone (+ linear classifier) on one plain view."""
+    import copy
+
+    net = copy.deepcopy(encoder).to(device).train()
+    head = torch.nn.Linear(net.feature_dim, dataset.num_classes).to(device)
+    params = list(net.parameters()) + list(head.parameters())
+    opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, foreach=True)
+    bs = suite.train.batch_size
+    plain = ViewGenerator(None, dataset.mean, dataset.std, device)
+    x = plain.plain(dataset.train.images[:bs], suite.resolution)
+    y = dataset.train.labels[:bs].to(device)
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if suite.train.precision == "bf16"
+                else nullcontext())
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with autocast:
+            logits = head(net(x))
+        F.cross_entropy(logits.float(), y).backward()
+        opt.step()
+
+    return _median_rate(step, bs, warmup, repeats, _sync(device))
+
+
+def evaluation_row(suite: Suite, dataset: Dataset, encoder: torch.nn.Module) -> dict:
+    """Feature extraction rate and the time of a 60k x 10k kNN at dimension 512."""
+    device = pick_device(suite.device)
+    plain = ViewGenerator(None, dataset.mean, dataset.std, device)
+    sample = dataset.train.images[:8192]
+    start = time.perf_counter()
+    extract(encoder, sample, lambda x: plain.plain(x, suite.resolution), suite.eval.batch_size, device)
+    extract_rate = len(sample) / (time.perf_counter() - start)
+    g = torch.Generator().manual_seed(0)
+    train_x, test_x = torch.randn(60000, 512, generator=g), torch.randn(10000, 512, generator=g)
+    train_y = torch.randint(0, 10, (60000,), generator=g)
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        knn_predict(train_x, train_y, test_x, [20, 200], 0.07, 10)
+        times.append(time.perf_counter() - start)
+    return {"extract_images_per_s": extract_rate, "knn_60k_10k_512_s": statistics.median(times)}
+
+
+def run_perf(suite: Suite, dataset: Dataset, methods: list[str], out_dir: Path) -> pd.DataFrame:
+    rows = []
+    for method in methods:
+        rows.append(method_row(suite, dataset, method))
+        print(f"{method}: {rows[-1]['step_images_per_s']:.0f} img/s, efficiency {rows[-1]['efficiency']:.2f}")
+    table = pd.DataFrame(rows)
+    device = pick_device(suite.device)
+    encoder = build_method(RunSpec(suite, "random", 0, resolve_hparams("random", {}), Path("."), suite.device),
+                           dataset, 1).encoder
+    for key, value in evaluation_row(suite, dataset, encoder).items():
+        table[key] = value
+    table.insert(0, "device", device.type)
+    table.insert(1, "threads", torch.get_num_threads())
+    buf = io.StringIO()
+    table.to_csv(buf, index=False, float_format="%.3f")
+    atomic_write_text(out_dir / f"{device.type}.csv", buf.getvalue())
+    return table

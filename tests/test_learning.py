@@ -1,0 +1,43 @@
+"""Learning, not just running: losses fall on real data; SSL beats the random-init backbone (slow)."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from bench.config import Params, load_suite
+from bench.stages import evaluate, pretrain
+from tests.conftest import needs_fmnist
+
+
+def _short_suite(steps: int):
+    suite = load_suite("smoke")
+    return replace(suite, budget=replace(suite.budget, value=64 * steps),
+                   train=replace(suite.train, log_every=5, checkpoint_every=1000))
+
+
+@needs_fmnist
+@pytest.mark.parametrize("method", ["simclr", "mocov2", "byol", "supervised"])
+def test_loss_falls_on_fashion_mnist(workdir, method):
+    suite = _short_suite(40)
+    params = Params(suite="smoke", methods={method: {}})
+    record = pretrain(suite, params, method, progress_bar=False)[0]
+    assert record["status"] == "complete"
+    lines = [json.loads(ln) for ln in (workdir / "runs/smoke" / method / "seed0/metrics.jsonl").open()]
+    first, last = lines[0]["loss"], sum(ln["loss"] for ln in lines[-2:]) / 2
+    assert last < first, f"{method}: loss {first:.3f} -> {last:.3f}"
+
+
+@pytest.mark.slow
+@needs_fmnist
+def test_ssl_beats_random_init_on_tiny(workdir):
+    suite = load_suite("tiny")
+    methods = ["random", "simclr", "mocov2", "byol"]
+    params = Params(suite="tiny", seeds=[0], methods={m: {} for m in methods})
+    scores = {}
+    for m in methods:
+        pretrain(suite, params, m, progress_bar=False)
+        scores[m] = {r["protocol"]: r["value"] for r in evaluate(suite, params, m)}
+    for m in methods[1:]:
+        for protocol in ("knn_k20", "linear"):
+            assert scores[m][protocol] > scores["random"][protocol], (m, protocol, scores)
