@@ -53,6 +53,28 @@ class RunSpec:
     device: str = "cpu"
 
 
+def code_digest(method_cls: type) -> str:
+    """Hash of the source files a run's result depends on (the pretrain stage's DVC deps):
+    a code change gives a new run identity, so a stale finished run is never reused."""
+    import hashlib
+    import inspect
+
+    import bench.backbones
+    import bench.optim
+    import bench.views
+    import methods.base
+    import methods.losses
+    import methods.modules
+
+    modules = [sys.modules[__name__], bench.views, bench.backbones, bench.optim, methods.base, methods.losses,
+               methods.modules]
+    modules += [sys.modules[c.__module__] for c in method_cls.__mro__ if c.__module__.startswith("methods.")]
+    h = hashlib.sha256()
+    for module in dict.fromkeys(modules):
+        h.update(inspect.getsource(module).encode())
+    return h.hexdigest()[:12]
+
+
 def pick_device(requested: str) -> torch.device:
     if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
@@ -170,7 +192,7 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
     """
     suite, out = spec.suite, spec.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    digest = config_hash(suite, spec.method, spec.seed, spec.hparams)
+    digest = config_hash(suite, spec.method, spec.seed, spec.hparams, code_digest(get_method(spec.method)))
     record_path = out / RUN_JSON
     if record_path.is_file():
         record = json.loads(record_path.read_text())

@@ -133,10 +133,11 @@ def evaluation_row(suite: Suite, dataset: Dataset, encoder: torch.nn.Module) -> 
     return {"extract_images_per_s": extract_rate, "knn_60k_10k_512_s": statistics.median(times)}
 
 
-def run_perf(suite: Suite, dataset: Dataset, methods: list[str], out_dir: Path) -> pd.DataFrame:
+def run_perf(suite: Suite, dataset: Dataset, methods: list[str], out_dir: Path,
+             warmup: int = 3, repeats: int = 7) -> pd.DataFrame:
     rows = []
     for method in methods:
-        rows.append(method_row(suite, dataset, method))
+        rows.append(method_row(suite, dataset, method, warmup, repeats))
         print(f"{method}: {rows[-1]['step_images_per_s']:.0f} img/s, efficiency {rows[-1]['efficiency']:.2f}")
     table = pd.DataFrame(rows)
     device = pick_device(suite.device)

@@ -73,3 +73,15 @@ def test_supervised_baseline_learns_labels(tmp_path):
     record = train(RunSpec(suite, "supervised", 0, resolve_hparams("supervised", {}), tmp_path), ds,
                    progress_bar=False)
     assert record["status"] == "complete"
+
+
+def test_code_change_invalidates_a_finished_run(tmp_path, monkeypatch):
+    import bench.engine as engine
+
+    suite, ds = _suite(), _toy_dataset()
+    spec = RunSpec(suite, "simclr", 0, resolve_hparams("simclr", {}), tmp_path)
+    first = train(spec, ds, progress_bar=False)
+    monkeypatch.setattr(engine, "code_digest", lambda cls: "changed-code")
+    second = train(spec, ds, progress_bar=False)
+    assert second["config_hash"] != first["config_hash"] and second["finished"] >= first["finished"]
+    assert second["steps"] == first["steps"]

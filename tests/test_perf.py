@@ -1,0 +1,17 @@
+"""``sslbench perf`` writes its table (no speed is asserted here: targets live in the benchmark)."""
+
+import pandas as pd
+
+from bench.config import load_suite
+from bench.perf import run_perf
+from tests.test_engine import _toy_dataset
+
+
+def test_perf_table_columns(tmp_path):
+    suite = load_suite("smoke")
+    table = run_perf(suite, _toy_dataset(), ["simclr"], tmp_path, warmup=1, repeats=1)
+    saved = pd.read_csv(tmp_path / "cpu.csv")
+    for col in ("method", "step_images_per_s", "backbone_images_per_s", "efficiency", "views_per_s",
+                "views_over_step", "peak_mem_mb", "extract_images_per_s", "knn_60k_10k_512_s"):
+        assert col in saved.columns
+    assert (table["efficiency"] > 0).all() and saved.loc[0, "method"] == "simclr"
