@@ -30,6 +30,7 @@ from bench.data import Dataset
 from bench.errors import SSLBenchError
 from bench.io import atomic_torch_save, atomic_write_text, safe_torch_load
 from bench.optim import build_optimizer, lr_factor, set_lr
+from bench.progress import progress
 from bench.views import ViewGenerator
 from methods.base import Batch, Context, Method
 from methods.modules import collapse_metrics
@@ -89,11 +90,6 @@ def git_revision() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def bar_interval() -> float:
-    """Seconds between progress-bar redraws: lively on a terminal, sparse in logs."""
-    return 0.5 if sys.stderr.isatty() else 30.0
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -241,8 +237,8 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
     log_every, ckpt_every = suite.train.log_every, suite.train.checkpoint_every
     status, diverged_step = "complete", None
     limit_seconds = suite.budget.value if suite.budget.unit == "seconds" else None
-    bar = tqdm(total=total or None, initial=step, desc=f"{spec.method} seed{spec.seed}", unit="step",
-               disable=not progress_bar, dynamic_ncols=True, leave=False, mininterval=bar_interval())
+    bar = progress(total=total or None, initial=step, desc=f"{spec.method} seed{spec.seed}", unit="step",
+                   disable=not progress_bar)
     t_start, t_window, window_start = time.perf_counter() - seconds, time.perf_counter(), step
 
     def progress_at(s: int) -> float:

@@ -6,10 +6,9 @@ import hashlib
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from bench.engine import bar_interval
 from bench.io import atomic_torch_save
+from bench.progress import progress
 
 
 @torch.inference_mode()
@@ -19,7 +18,7 @@ def extract(encoder: torch.nn.Module, images_u8: torch.Tensor, to_input, batch_s
     encoder.eval().to(device)
     chunks = []
     steps = range(0, len(images_u8), batch_size)
-    for start in tqdm(steps, desc=desc, leave=False, dynamic_ncols=True, mininterval=bar_interval()):
+    for start in progress(steps, desc=desc):
         with torch.autocast(device.type, dtype=torch.bfloat16):
             chunks.append(encoder(to_input(images_u8[start : start + batch_size])).float().cpu())
     return torch.cat(chunks)
