@@ -36,7 +36,7 @@ class TrainCfg:
     precision: str = field(default="bf16", metadata={"choices": ("fp32", "bf16")})
     checkpoint_every: int = field(default=100, metadata={"positive": True, "doc": "steps between checkpoints"})
     log_every: int = field(default=10, metadata={"positive": True})
-    threads: int = field(default=0, metadata={"nonnegative": True, "doc": "torch CPU threads (0 = all cores)"})
+    threads: int = field(default=0, metadata={"nonnegative": True, "doc": "CPU threads (0 = cores not busy)"})
 
 
 @dataclass(frozen=True)

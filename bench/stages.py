@@ -17,7 +17,7 @@ from bench import paths
 from bench.backbones import BackboneCfg, backbone_preset, build_backbone
 from bench.config import Params, Suite
 from bench.data import Dataset, label_fraction_split, load_cache, load_raw, pretraining_view, save_cache
-from bench.engine import ENCODER, RUN_JSON, RunSpec, pick_device, train
+from bench.engine import ENCODER, RUN_JSON, RunSpec, configure_threads, pick_device, train
 from bench.errors import SSLBenchError
 from bench.io import atomic_write_text, safe_torch_load
 from bench.results import leaderboard, make_rows, read_rows, write_leaderboard, write_rows
@@ -128,6 +128,7 @@ def evaluate_run(suite: Suite, run: Path, dataset: Dataset) -> list[dict]:
 
 
 def evaluate(suite: Suite, params: Params, method: str, runs: Path | None = None) -> list[dict]:
+    configure_threads(suite.train.threads)
     dataset = dataset_for(suite)
     rows = []
     for sub, _, _, out in run_plan(suite, params, method, runs):
