@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -20,7 +21,10 @@ def _context(args):
     params = load_params(Path(args.params))
     suite = load_suite(args.suite or params.suite)
     if getattr(args, "seeds", None):
-        params = type(params)(suite=params.suite, seeds=args.seeds, methods=params.methods)
+        from bench.schema import build
+
+        params = build(type(params), {"suite": params.suite, "seeds": args.seeds, "methods": params.methods},
+                       "--seeds")
     return suite, params
 
 
@@ -76,7 +80,11 @@ def cmd_show(args) -> None:
     path = paths.results_dir(suite.name) / "leaderboard.csv"
     if not path.is_file():
         raise SSLBenchError(f"no leaderboard at '{path}'; run `dvc repro` (or `sslbench leaderboard`) first.")
-    print_leaderboard(pd.read_csv(path), suite.name)
+    try:
+        board = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError):
+        raise SSLBenchError(f"leaderboard '{path}' is unreadable; rebuild it with `sslbench leaderboard`.") from None
+    print_leaderboard(board, suite.name)
     print(f"table: {path}   metrics: {path.with_name('metrics.json')} (`dvc metrics show`)")
 
 
@@ -187,21 +195,96 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PER_METHOD = {"pretrain", "evaluate"}  # commands run method by method: one failure does not stop the others
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. Exit codes: 0 ok, 2 bad input (one sentence), 1 internal failure, 130 interrupted.
+
+    An unexpected exception becomes one line ``sslbench: error: ...`` naming the stage,
+    the method and the exception; the full traceback goes to a log file named in that line.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "fn", None):
         parser.print_help()
         return 0
+    suite = None
     try:
-        args.fn(args)
+        if args.command not in PER_METHOD:
+            args.fn(args)
+            return 0
+        suite, params = _context(args)
+        codes = [_run_method(args, suite, method) for method in _methods(args, params)]
+        return 1 if 1 in codes else max(codes, default=0)
     except SSLBenchError as err:
-        print(f"sslbench: error: {err}", file=sys.stderr)
+        _fail(str(err))
         return err.exit_code
     except KeyboardInterrupt:
         print("sslbench: interrupted; re-run the same command to resume.", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - the catch-all: one line here, the traceback in a log
+        return _internal_error(err, args.command, getattr(suite, "name", None), None)
+
+
+def _run_method(args, suite, method: str) -> int:
+    """One method of ``pretrain``/``evaluate``; the outcome is reported here, the others still run."""
+    log = _error_log(suite.name, method, args.command)
+    try:
+        args.fn(argparse.Namespace(**{**vars(args), "method": [method]}))
+    except SSLBenchError as err:
+        _fail(str(err))
+        return err.exit_code
+    except Exception as err:  # noqa: BLE001 - KeyboardInterrupt still stops everything
+        return _internal_error(err, args.command, suite.name, method)
+    with contextlib.suppress(OSError):
+        log.unlink(missing_ok=True)  # a retry that succeeds clears the old failure
     return 0
+
+
+def _error_log(suite: str | None, method: str | None, command: str) -> Path:
+    from bench import paths
+
+    folder = paths.root() / "runs" / (suite or "") / "errors"
+    return folder / (f"{method}.{command}.log" if method else f"{command}.log")
+
+
+def _fail(message: str) -> None:
+    _close_progress_bars()
+    print("sslbench: error: " + " ".join(message.splitlines()), file=sys.stderr)
+
+
+def _close_progress_bars() -> None:
+    """A run that raised leaves its progress bar open: clear it so the error line starts clean."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        with contextlib.suppress(Exception):
+            bar.close()
+
+
+def _internal_error(err: BaseException, command: str, suite: str | None, method: str | None) -> int:
+    """Report an unexpected exception in one line, with the traceback written to a log file."""
+    import time
+    import traceback
+
+    what = f"{command} of method '{method}'" if method else command
+    detail = " ".join(str(err).split())
+    detail = f"{type(err).__name__}: {detail[:200]}" if detail else type(err).__name__
+    if isinstance(err, MemoryError) or "OutOfMemoryError" in type(err).__name__:
+        detail += " (out of memory: lower train.batch_size or eval.batch_size in the suite)"
+    log = _error_log(suite, method, command)
+    text = "".join(traceback.format_exception(err))
+    header = f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} sslbench {command} suite={suite} method={method}\n"
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(header + text)
+    except OSError as log_err:
+        _fail(f"{what} failed: {detail}; the traceback follows (could not write {log}: {log_err.strerror}).")
+        print(text, file=sys.stderr)
+        return 1
+    _fail(f"{what} failed: {detail}; traceback in {log}; re-run the same command to retry.")
+    return 1
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 import yaml
@@ -36,7 +38,7 @@ class TrainCfg:
     precision: str = field(default="bf16", metadata={"choices": ("fp32", "bf16")})
     checkpoint_every: int = field(default=100, metadata={"positive": True, "doc": "steps between checkpoints"})
     log_every: int = field(default=10, metadata={"positive": True})
-    threads: int = field(default=0, metadata={"nonnegative": True, "doc": "CPU threads (0 = cores not busy)"})
+    threads: int = field(default=0, metadata={"nonnegative": True, "doc": "torch CPU threads (0 = all cores)"})
 
 
 @dataclass(frozen=True)
@@ -122,13 +124,38 @@ def load_suite(name_or_path: str) -> Suite:
             raise SSLBenchError(f"unknown suite '{name_or_path}'; valid choices are: {choices(suite_names())}.")
         path = SUITES_DIR / f"{name_or_path}.yaml"
     data = _read_yaml(path, "suite file")
-    data.setdefault("name", path.stem)
+    named = "name" in data
+    _check_name(data.setdefault("name", path.stem), path, named)
     suite = build(Suite, data, f"suite '{data['name']}'")
+    _check_finite(suite, f"suite '{suite.name}'")
     bad = [p for p in suite.eval.protocols if p not in ("knn", "linear")]
     if bad:
         raise SSLBenchError(f"suite '{suite.name}' eval.protocols has unknown protocol '{bad[0]}'; "
                             "valid choices are: knn, linear.")
     return suite
+
+
+SUITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _check_name(name, path: Path, named: bool = True) -> None:
+    """The suite name becomes a directory (data/, runs/, results/<name>): no separators, no '..'."""
+    if not isinstance(name, str) or not SUITE_NAME.fullmatch(name) or len(name) > 100:
+        source = "" if named else " (taken from the file name; set `name:` in the file)"
+        raise SSLBenchError(
+            f"suite name {name!r} in '{path}'{source} is not allowed: use at most 100 letters, digits, '_', '.' "
+            "and '-', starting with a letter or digit, because it names the data/, runs/ and results/ folders.")
+
+
+def _check_finite(obj, where: str) -> None:
+    """Refuse inf and nan anywhere in a built config (a budget of .inf would never end)."""
+    for f in fields(obj):
+        value, sub = getattr(obj, f.name), f"{where}.{f.name}"
+        if is_dataclass(value):
+            _check_finite(value, sub)
+        for number in value if isinstance(value, list) else [value]:
+            if isinstance(number, float) and not math.isfinite(number):
+                raise SSLBenchError(f"{sub} must be a finite number, got {value!r}.")
 
 
 @dataclass(frozen=True)

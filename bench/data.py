@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,11 +59,15 @@ class Dataset:
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as fh:
-        data = fh.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    try:
+        with gzip.open(path, "rb") as fh:
+            data = fh.read()
+        ndim = data[3]
+        dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+        return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    except (OSError, EOFError, IndexError, ValueError, zlib.error) as err:
+        raise SSLBenchError(f"dataset file '{path}' is corrupt ({type(err).__name__}); reinstall it with "
+                            f"`{INSTALL_HINT}`.") from None
 
 
 def _fashion_mnist(cfg: DatasetCfg) -> tuple[Split, Split, str]:
@@ -192,7 +197,10 @@ def load_cache(directory: Path) -> Dataset:
     meta_path = directory / "dataset.json"
     if not meta_path.is_file():
         raise SSLBenchError(f"no prepared dataset in '{directory}'; run `sslbench prepare` (or `dvc repro`) first.")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        raise SSLBenchError(f"prepared dataset file '{meta_path}' is unreadable; re-run prepare.") from None
     splits = []
     for name in ("train", "test"):
         path = directory / f"{name}.pt"

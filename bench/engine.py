@@ -161,11 +161,32 @@ def _count_flops(fn) -> tuple[float, object]:
     return float(counter.get_total_flops()), out
 
 
+def read_record(path: Path, strict: bool = True) -> dict | None:
+    """A run's ``run.json``; a corrupt one is an error naming it (``strict``) or treated as absent."""
+    if not path.is_file():
+        if strict:
+            raise SSLBenchError(f"run '{path.parent}' has no {RUN_JSON}; pretrain it first (`sslbench pretrain`).")
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        if strict:
+            raise SSLBenchError(f"run record '{path}' is corrupt; re-run `sslbench pretrain` to rebuild it.") from None
+        tqdm.write(f"warning: run record '{path}' is corrupt; the run resumes from its checkpoint.")
+        return None
+
+
 def _trim_metrics(path: Path, last_step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from (no duplicate rows)."""
+    """Drop log lines written after the checkpoint we resume from (no duplicates), and torn lines."""
     if not path.is_file():
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= last_step]
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= last_step:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
     atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
 
@@ -203,11 +224,9 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
     suite, out = spec.suite, spec.out_dir
     out.mkdir(parents=True, exist_ok=True)
     digest = config_hash(suite, spec.method, spec.seed, spec.hparams, code_digest(get_method(spec.method)))
-    record_path = out / RUN_JSON
-    if record_path.is_file():
-        record = json.loads(record_path.read_text())
-        if record.get("config_hash") == digest and record.get("status") in ("complete", "diverged"):
-            return record
+    record = read_record(out / RUN_JSON, strict=False)
+    if record and record.get("config_hash") == digest and record.get("status") in ("complete", "diverged"):
+        return record
     device = pick_device(spec.device)
     configure_threads(suite.train.threads)
     bs = suite.train.batch_size
@@ -307,6 +326,9 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
         bar.close()
         if status == "complete" and step:
             _save(out, method, optimizer, step, time.perf_counter() - t_start, flops_per_step, digest)
+        raise
+    except BaseException:
+        bar.close()
         raise
     bar.close()
     seconds = time.perf_counter() - t_start

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.errors import SSLBenchError
 from bench.io import atomic_write_text, file_lock
 
 ROW_COLUMNS = [
@@ -45,10 +46,32 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 
 def read_rows(paths: list[Path]) -> pd.DataFrame:
-    frames = [pd.read_csv(p) for p in paths if p.is_file()]
+    frames = [_read_table(p) for p in paths if p.is_file()]
     if not frames:
         return pd.DataFrame(columns=ROW_COLUMNS)
     return pd.concat(frames, ignore_index=True)
+
+
+REQUIRED_COLUMNS = ["method", "backbone", "seed", "protocol", "metric", "value", "status", "deviation",
+                    *COST_COLUMNS, "device"]
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """One rows file; a truncated, foreign or garbled file gets one sentence naming it."""
+    rerun = f"re-run `sslbench evaluate --method {path.stem}` to rewrite it"
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+        raise SSLBenchError(f"result rows file '{path}' is not a readable CSV table "
+                            f"({type(err).__name__}); {rerun}.") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise SSLBenchError(f"result rows file '{path}' lacks the column '{missing[0]}'; {rerun}.")
+    numeric = ["seed", "value", *COST_COLUMNS]
+    bad = next((c for c in numeric if len(frame) and not pd.api.types.is_numeric_dtype(frame[c])), None)
+    if bad is not None:
+        raise SSLBenchError(f"result rows file '{path}' has non-numeric values in column '{bad}'; {rerun}.")
+    return frame
 
 
 def _worst(statuses) -> str:
@@ -91,12 +114,14 @@ def write_leaderboard(board: pd.DataFrame, directory: Path) -> None:
     """``leaderboard.csv`` and ``metrics.json`` (what ``dvc metrics show`` reads)."""
     buf = io.StringIO()
     board.to_csv(buf, index=False)
-    atomic_write_text(directory / "leaderboard.csv", buf.getvalue())
     metrics = {}
     for _, row in board.iterrows():
         key = row["method"] if (board["method"] == row["method"]).sum() == 1 else f"{row['method']}@{row['backbone']}"
         metrics[key] = {p: float(row[p]) for p in PROTOCOLS if p in row and not _isnan(row[p])}
-    atomic_write_text(directory / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
+    # Locked, so two concurrent writers cannot leave one's table next to the other's metrics.
+    with file_lock(directory / "leaderboard.csv"):
+        atomic_write_text(directory / "leaderboard.csv", buf.getvalue())
+        atomic_write_text(directory / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
 
 
 def _isnan(value) -> bool:

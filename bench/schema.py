@@ -1,12 +1,13 @@
 """Build typed dataclasses from plain dicts, refusing bad input with one sentence.
 
-Field metadata understood: ``positive`` (number must be > 0), ``nonnegative``,
+Field metadata understood: ``positive`` (number must be > 0), ``nonnegative``, ``below``,
 ``choices`` (allowed values), ``doc`` (shown by ``sslbench suites``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any
@@ -34,6 +35,15 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             except SSLBenchError as err:
                 errors.append(str(err))
         raise SSLBenchError(errors[0] if errors else f"{where} must not be null.")
+    if origin is tuple:
+        item_tps = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise SSLBenchError(f"{where} must be a list, got {value!r}.")
+        if len(item_tps) == 2 and item_tps[1] is Ellipsis:
+            return tuple(_coerce(v, item_tps[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(item_tps):
+            raise SSLBenchError(f"{where} must have {len(item_tps)} entries, got {value!r}.")
+        return tuple(_coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, item_tps)))
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
@@ -55,7 +65,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SSLBenchError(f"{where} must be a number, got {value!r}.")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise SSLBenchError(f"{where} is too large to be a number.") from None
+        if not math.isfinite(number):
+            raise SSLBenchError(f"{where} must be a finite number, got {value!r}.")
+        return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
@@ -83,6 +99,8 @@ def _check_field(field: dataclasses.Field, value: Any, where: str) -> None:
             raise SSLBenchError(f"{where} must be positive, got {value!r}.")
         if meta.get("nonnegative") and isinstance(number, (int, float)) and number < 0:
             raise SSLBenchError(f"{where} must not be negative, got {value!r}.")
+        if "below" in meta and isinstance(number, (int, float)) and not number < meta["below"]:
+            raise SSLBenchError(f"{where} must be below {meta['below']}, got {value!r}.")
 
 
 def build(cls: type, data: Any, where: str) -> Any:

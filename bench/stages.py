@@ -5,7 +5,6 @@ The CLI and DVC call these; each stage reads the previous one's files only.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +16,7 @@ from bench import paths
 from bench.backbones import BackboneCfg, backbone_preset, build_backbone
 from bench.config import Params, Suite
 from bench.data import Dataset, label_fraction_split, load_cache, load_raw, pretraining_view, save_cache
-from bench.engine import ENCODER, RUN_JSON, RunSpec, configure_threads, pick_device, train
+from bench.engine import ENCODER, RUN_JSON, RunSpec, configure_threads, pick_device, read_record, train
 from bench.errors import SSLBenchError
 from bench.io import atomic_write_text, safe_torch_load
 from bench.results import leaderboard, make_rows, read_rows, write_leaderboard, write_rows
@@ -71,9 +70,10 @@ def run_plan(suite: Suite, params: Params, method: str, runs: Path | None = None
 def pretrain(suite: Suite, params: Params, method: str, runs: Path | None = None,
              progress_bar: bool = True) -> list[dict]:
     """Train ``method`` for every backbone and seed; diverged runs are recorded, not raised."""
+    plan = list(run_plan(suite, params, method, runs))  # refuses bad overrides before loading data
     dataset = pretraining_view(dataset_for(suite), suite.dataset.pretrain_subset)
     records = []
-    for sub, hp, seed, out in run_plan(suite, params, method, runs):
+    for sub, hp, seed, out in plan:
         record = train(RunSpec(sub, method, seed, hp, out, suite.device), dataset, progress_bar=progress_bar)
         tqdm.write(f"{method} ({sub.backbone.name}) seed {seed}: {record['status']}, {record['steps']} steps, "
                    f"{record['images_seen']} images, {record['seconds']:.0f} s")
@@ -82,10 +82,7 @@ def pretrain(suite: Suite, params: Params, method: str, runs: Path | None = None
 
 
 def load_encoder(run: Path) -> tuple[torch.nn.Module, dict]:
-    record_path = run / RUN_JSON
-    if not record_path.is_file():
-        raise SSLBenchError(f"run '{run}' has no {RUN_JSON}; pretrain it first (`sslbench pretrain`).")
-    record = json.loads(record_path.read_text())
+    record = read_record(run / RUN_JSON)
     encoder = build_backbone(BackboneCfg(**record["backbone_cfg"]))
     try:
         encoder.load_state_dict(safe_torch_load(run / ENCODER))
@@ -129,9 +126,10 @@ def evaluate_run(suite: Suite, run: Path, dataset: Dataset) -> list[dict]:
 
 def evaluate(suite: Suite, params: Params, method: str, runs: Path | None = None) -> list[dict]:
     configure_threads(suite.train.threads)
+    plan = list(run_plan(suite, params, method, runs))
     dataset = dataset_for(suite)
     rows = []
-    for sub, _, _, out in run_plan(suite, params, method, runs):
+    for sub, _, _, out in plan:
         rows += evaluate_run(sub, out, dataset)
     write_rows(paths.rows_path(suite.name, method), rows)
     return rows

@@ -20,7 +20,7 @@ from methods.registry import register
 @dataclass(frozen=True)
 class SupervisedHparams:
     optimizer: OptimizerCfg = field(default_factory=lambda: OptimizerCfg("sgd", 0.1, 5e-4))
-    label_smoothing: float = 0.0
+    label_smoothing: float = field(default=0.0, metadata={"nonnegative": True, "below": 1.0})
 
 
 @register
