@@ -10,7 +10,7 @@ export RAY_USAGE_STATS_ENABLED=0
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup data run test browser lint clean-runs
+.PHONY: setup data run test browser lint app clean-runs
 
 setup: $(VENV)/.installed data
 
@@ -35,6 +35,9 @@ browser:
 
 test: setup browser
 	$(BIN)/python -m pytest
+
+app: setup
+	streamlit run app/Leaderboard.py
 
 lint: setup
 	$(BIN)/ruff check bench methods evaluations tests app

@@ -160,10 +160,16 @@ def print_leaderboard(board, suite_name: str) -> None:
         table.add_column(col)
     for _, row in board.iterrows():
         cells = [str(row.get("rank", "")), row["method"], row["backbone"]]
-        cells += [f"{row[p]:.2f} ± {row[p + '_std']:.2f}" if row[p] == row[p] else "—" for p in protocols]
+        cells += [_mean_std(row[p], row[p + "_std"]) for p in protocols]
         cells += [str(row["n_seeds"]), f"{row['images_seen']:.0f}", f"{row['seconds']:.0f}", row["status"]]
         table.add_row(*cells)
     Console(width=160).print(table)
+
+
+def _mean_std(mean: float, std: float) -> str:
+    if mean != mean:  # NaN: not measured
+        return "—"
+    return f"{mean:.2f} ± {std:.2f}" if std == std else f"{mean:.2f} (1 seed)"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,8 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from bench.errors import SSLBenchError
 
 _HOST = re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname()) or "host"
@@ -83,12 +81,16 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
+    import torch  # lazily: the app reads result tables without importing torch
+
     with _atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
-def safe_torch_load(path: Path, map_location: str | torch.device = "cpu") -> Any:
+def safe_torch_load(path: Path, map_location: str = "cpu") -> Any:
     """Load a checkpoint with ``weights_only=True``; a bad file gets one sentence naming it."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise SSLBenchError(f"checkpoint '{path}' does not exist.")

@@ -19,7 +19,7 @@ from bench.errors import SSLBenchError
 from bench.io import atomic_write_text, file_lock
 
 ROW_COLUMNS = [
-    "suite", "method", "backbone", "seed", "protocol", "metric", "value", "status", "deviation",
+    "suite", "method", "family", "backbone", "seed", "protocol", "metric", "value", "status", "deviation",
     "images_seen", "steps", "seconds", "flops", "peak_mem_mb", "device", "git_rev", "config_hash",
 ]
 PROTOCOLS = ["knn_k20", "knn_k200", "linear", "semi_1pct", "semi_10pct",
@@ -85,7 +85,9 @@ def leaderboard(rows: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["rank", "method", "backbone", "status", "n_seeds"])
     out = []
     for (method, backbone), group in rows.groupby(["method", "backbone"], sort=False):
-        entry = {"method": method, "backbone": backbone, "n_seeds": group["seed"].nunique()}
+        families = group["family"].dropna() if "family" in group else []
+        entry = {"method": method, "family": families.iloc[0] if len(families) else "",
+                 "backbone": backbone, "n_seeds": group["seed"].nunique()}
         status = _worst(group["status"])
         deviation = next((d for d in group["deviation"] if isinstance(d, str) and d), "")
         entry["status"] = "deviation" if status == "complete" and deviation else status
@@ -96,7 +98,7 @@ def leaderboard(rows: pd.DataFrame) -> pd.DataFrame:
                                (group["protocol"] == protocol), "value"].dropna()
             if len(values):
                 entry[protocol] = round(values.mean(), 2)
-                entry[f"{protocol}_std"] = round(values.std(ddof=1), 2) if len(values) > 1 else 0.0
+                entry[f"{protocol}_std"] = round(values.std(ddof=1), 2) if len(values) > 1 else math.nan
         per_seed = group.drop_duplicates("seed")
         for col in COST_COLUMNS:
             entry[col] = per_seed[col].mean()

@@ -1,0 +1,235 @@
+"""The Streamlit app, page by page (AppTest), against the results of a real smoke run."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "app"
+HOME = APP / "Leaderboard.py"
+PAGES = {name: APP / "pages" / f"{name}.py" for name in
+         ("1_ImageNet_board", "2_Ablations", "3_Runs", "4_Claims", "5_Methods", "6_Cost_vs_accuracy")}
+MEAN_STD = re.compile(r"^\d+\.\d\d ± (\d+\.\d\d|—)$")
+
+
+@pytest.fixture(scope="module")
+def smoke_root(smoke_results):
+    """The smoke run's directory, completed with the committed reference tables."""
+    directory, board = smoke_results
+    shutil.copytree(REPO / "results" / "reference", directory / "results" / "reference", dirs_exist_ok=True)
+    return directory, board
+
+
+@pytest.fixture
+def use_root(monkeypatch):
+    """Point the app at a directory; app/ on sys.path as under `streamlit run`."""
+    monkeypatch.syspath_prepend(str(APP))
+
+    def point(directory: Path) -> Path:
+        monkeypatch.setenv("SSLBENCH_ROOT", str(directory))
+        return directory
+
+    return point
+
+
+@pytest.fixture
+def variant(smoke_root, tmp_path):
+    """A copy of the smoke run's results/ (without runs/) that a test may change."""
+    shutil.copytree(smoke_root[0] / "results", tmp_path / "results")
+    return tmp_path
+
+
+def run(path: Path) -> AppTest:
+    at = AppTest.from_file(str(path), default_timeout=30).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest, kind: str) -> str:
+    return "\n".join(str(e.value) for e in getattr(at, kind))
+
+
+def charts(at: AppTest) -> list:
+    return at.get("vega_lite_chart")
+
+
+def test_home_shows_one_row_per_method_with_protocols_cost_and_published(smoke_root, use_root):
+    directory, board = smoke_root
+    use_root(directory)
+    at = run(HOME)
+    assert at.selectbox(key="suite").value == "smoke"
+    table = at.dataframe[0].value
+    assert len(table) == len(board) == 5
+    assert set(table["method"]) == set(board["method"])
+    for column in ("rank", "status", "method", "family", "backbone", "seeds", "kNN k=20", "kNN k=200", "linear",
+                   "published IN-1k linear", "gap (pts)", "published source", "images seen", "CPU hours",
+                   "GPU hours", "TFLOPs", "peak memory (MB)", "device", "deviation"):
+        assert column in table.columns, column
+    assert table[["kNN k=20", "kNN k=200", "linear"]].map(lambda s: bool(MEAN_STD.match(s))).all().all()
+    row = table.set_index("method").loc["simclr"]
+    assert row["published IN-1k linear"] == 69.3 and "arXiv 2002.05709" in row["published source"]
+    assert "1000 ep" in row["published source"]
+    assert table.set_index("method").loc[["random", "supervised"], "family"].eq("baseline").all()
+    assert table["gap (pts)"].isna().all()  # Fashion-MNIST vs ImageNet: never comparable
+    assert "gap column is empty on purpose" in texts(at, "caption")
+    assert "not comparable to the papers" in texts(at, "warning")
+    assert at.get("download_button"), "CSV download missing"
+    assert (table["CPU hours"].dropna() >= 0).all() and table["GPU hours"].isna().all()
+    rows = at.dataframe[1].value  # per-seed provenance, in an expander
+    assert set(rows["method"]) == set(board["method"]) and {"seed", "git_rev", "config_hash"} <= set(rows.columns)
+
+
+def test_home_filters_by_family_from_the_registry(smoke_root, use_root):
+    use_root(smoke_root[0])
+    at = run(HOME)
+    at.multiselect[0].set_value(["baseline"]).run()
+    assert set(at.dataframe[0].value["method"]) == {"random", "supervised"}
+    assert "2 of 5 rows shown" in texts(at, "caption")
+
+
+def test_home_never_hides_a_diverged_or_deviation_status(variant, use_root):
+    path = variant / "results" / "smoke" / "leaderboard.csv"
+    board = pd.read_csv(path)
+    board.loc[board["method"] == "byol", "status"] = "diverged"
+    board["deviation"] = board["deviation"].astype(object)
+    board.loc[board["method"] == "mocov2", ["status", "deviation"]] = ["deviation", "queue not scaled"]
+    board.to_csv(path, index=False)
+    use_root(variant)
+    at = run(HOME)
+    table = at.dataframe[0].value.set_index("method")
+    assert table.loc["byol", "status"] == "✘ diverged"
+    assert table.loc["mocov2", "status"] == "⚠ deviation" and table.loc["mocov2", "deviation"] == "queue not scaled"
+    at.multiselect[0].set_value(["baseline"]).run()  # filtered out of the table, still named above it
+    assert "`byol` (✘ diverged)" in texts(at, "warning") and "`mocov2` (⚠ deviation)" in texts(at, "warning")
+
+
+def test_imagenet_board_labels_published_numbers_with_sources(smoke_root, use_root):
+    use_root(smoke_root[0])
+    at = run(PAGES["1_ImageNet_board"])
+    assert "No sslbench results for the `imagenet` suite yet" in texts(at, "info")
+    summary, pretrain, transfer = (d.value for d in at.dataframe)
+    paper = pd.read_csv(REPO / "results/reference/paper_results.csv")
+    assert set(pretrain["method"]) == set(paper.loc[paper["dataset"] == "imagenet1k", "method"])
+    assert set(transfer["dataset"]) == {"voc07+12", "coco2017"}
+    for detail in (pretrain, transfer):
+        assert detail["source"].str.len().gt(0).all()
+        assert {"pretrain_epochs", "batch_size", "value"} <= set(detail.columns)
+    row = summary.set_index("method").loc["mocov2"]
+    assert row["linear top1"] == 71.1 and "facebookresearch/moco" in row["linear: setting and source"]
+    assert not any(c.startswith("sslbench") for c in summary.columns)
+
+
+def test_imagenet_board_shows_own_runs_beside_published(variant, use_root):
+    shutil.copytree(variant / "results" / "smoke", variant / "results" / "imagenet")
+    use_root(variant)
+    at = run(PAGES["1_ImageNet_board"])
+    summary = at.dataframe[0].value.set_index("method")
+    assert "sslbench linear" in summary.columns and "gap linear (pts)" in summary.columns
+    assert summary.loc["simclr", "sslbench linear"] == pytest.approx(
+        pd.read_csv(variant / "results/imagenet/leaderboard.csv").set_index("method").loc["simclr", "linear"])
+
+
+def test_ablations_say_not_yet_and_still_show_the_papers_curves(smoke_root, use_root):
+    use_root(smoke_root[0])
+    at = run(PAGES["2_Ablations"])
+    assert "sslbench ablation sweeps not yet available" in texts(at, "info")
+    assert [h.value for h in at.subheader] == ["Accuracy vs batch size", "Accuracy vs momentum (EMA decay)",
+                                               "Accuracy vs queue length", "Accuracy vs temperature"]
+    assert len(charts(at)) == 4
+    assert "different scale" in charts(at)[0].proto.spec
+    assert "SimCLR (arXiv 2002.05709)" in texts(at, "caption")
+
+
+def test_ablations_render_sweeps_when_present(variant, use_root):
+    sweep = pd.DataFrame([
+        {"suite": "smoke", "method": "simclr", "parameter": "temperature", "value": t, "seed": s,
+         "knn_k20": 60 + 10 * t + s, "knn_k200": 55.0, "linear": 62 + 10 * t - s, "images_seen": 512,
+         "seconds": 1.0, "status": "complete"} for t in (0.1, 0.5) for s in (0, 1)])
+    (variant / "results" / "ablations").mkdir()
+    sweep.to_csv(variant / "results" / "ablations" / "simclr_temperature.csv", index=False)
+    use_root(variant)
+    at = run(PAGES["2_Ablations"])
+    assert not at.info
+    temperature = charts(at)[3].proto.spec
+    assert "sslbench (smoke" in temperature and "published (ImageNet" in temperature
+    assert "No sslbench sweep over batch size yet." in texts(at, "caption")
+
+
+def test_runs_page_plots_a_real_run(smoke_root, use_root):
+    directory, board = smoke_root
+    use_root(directory)
+    at = run(PAGES["3_Runs"])
+    suite, method, seed = at.selectbox
+    assert suite.value == "smoke" and set(method.options) == set(board["method"]) and method.value == "simclr"
+    titles = " ".join(c.proto.spec for c in charts(at))
+    for curve in ("training loss", "images / s", "embed_std_ideal", "effective rank"):
+        assert curve in titles
+    assert {"status", "steps", "seconds"} <= set(json.loads(at.json[0].value))
+    artefacts = at.dataframe[0].value
+    assert "runs/smoke/simclr/seed0/run.json" in set(artefacts["file"])
+    method.set_value("random").run()
+    assert not at.exception and "never trained" in texts(at, "info")
+
+
+def test_runs_page_says_when_runs_are_absent(variant, use_root):
+    use_root(variant)
+    at = run(PAGES["3_Runs"])
+    assert "Run artefacts not yet available" in texts(at, "info") and "not committed" in texts(at, "info")
+
+
+def test_claims_page_says_not_yet_then_renders_the_ledger(smoke_root, variant, use_root):
+    use_root(smoke_root[0])
+    assert "claims ledger not yet available" in texts(run(PAGES["4_Claims"]), "info")
+    pd.DataFrame([{"claim": "MoCo: m = 0 fails", "source": "MoCo (arXiv 1911.05722) 4.1",
+                   "our_numbers": "m=0: 10.0; m=0.99: 60.0", "verdict": "supported", "rule": "gap > 2 std"}]
+                 ).to_csv(variant / "results" / "claims.csv", index=False)
+    use_root(variant)
+    at = run(PAGES["4_Claims"])
+    assert not at.info and at.dataframe[0].value["verdict"].tolist() == ["supported"]
+    assert at.metric[0].label == "supported"
+
+
+def test_methods_page_has_one_card_per_registered_method(smoke_root, use_root):
+    from methods.registry import get_method, method_names
+
+    use_root(smoke_root[0])
+    at = run(PAGES["5_Methods"])
+    assert [h.value for h in at.subheader] == method_names()
+    body = texts(at, "markdown")
+    for name in method_names():
+        assert get_method(name).paper in body
+    assert "NT-Xent" in body  # SimCLR's mechanism paragraph
+    assert "temperature 0.5, the paper's own setting" in body  # SimCLR's deviations paragraph
+    defaults = {r["hyper-parameter"]: r["default"] for _, r in at.dataframe[method_names().index("mocov2")]
+                .value.iterrows()}
+    assert defaults["queue_length"] == "65536" and defaults["optimizer.lr"] == "0.03"
+
+
+def test_cost_vs_accuracy_draws_the_pareto_front(smoke_root, use_root):
+    directory, board = smoke_root
+    use_root(directory)
+    at = run(PAGES["6_Cost_vs_accuracy"])
+    assert len(charts(at)) == 1 and "suite smoke" in charts(at)[0].proto.spec
+    front = next(c.value for c in at.caption if "Pareto front: " in c.value).split("Pareto front: ")[1].split(" → ")
+    cheapest = board.sort_values(["seconds", "linear"], ascending=[True, False]).iloc[0]["method"]
+    assert front[0] == cheapest and set(front) <= set(board["method"])
+    at.radio[1].set_value("flops").run()
+    assert not at.exception and len(charts(at)) == 1
+
+
+def test_app_protocol_labels_follow_the_declared_protocols(monkeypatch):
+    from bench.results import PROTOCOLS
+
+    monkeypatch.syspath_prepend(str(APP))
+    import tables
+
+    assert list(tables.PROTOCOL_LABELS) == PROTOCOLS
