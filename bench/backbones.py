@@ -18,10 +18,13 @@ from bench.errors import SSLBenchError, choices
 
 @dataclass(frozen=True)
 class BackboneCfg:
-    name: str = field(default="resnet18", metadata={"choices": ("resnet18", "resnet50")})
+    name: str = field(default="resnet18", metadata={"choices": ("resnet18", "resnet50", "vit_tiny", "vit_small")})
     width: int = field(default=64, metadata={"positive": True, "doc": "channels of the stem (64 = torchvision)"})
     small_stem: bool = field(default=False, metadata={"doc": "3x3 stride-1 stem, no max-pool (CIFAR-style)"})
     in_channels: int = field(default=3, metadata={"positive": True})
+    patch_size: int = field(default=4, metadata={"positive": True, "doc": "ViT only: 4 for 28-32 px, 16 at 224 px"})
+    image_size: int = field(default=32, metadata={"positive": True, "doc": "ViT only: resolution of the learned "
+                                                  "position grid (other sizes interpolate it)"})
 
 
 class ResNetTrunk(nn.Module):
@@ -88,3 +91,98 @@ def build_backbone(cfg: BackboneCfg) -> nn.Module:
     if cfg.name not in BACKBONES:
         raise SSLBenchError(f"unknown backbone '{cfg.name}'; valid choices are: {choices(BACKBONES)}.")
     return BACKBONES[cfg.name](cfg).to(memory_format=torch.channels_last)
+
+
+# --- Vision Transformers (Dosovitskiy et al. 2020, arXiv 2010.11929; DeiT sizes) -----------------
+# ViT-Tiny: dim 192, depth 12, heads 3; ViT-Small: dim 384, depth 12, heads 6; MLP ratio 4,
+# pre-norm blocks, learned position embeddings, a [CLS] token whose final (layer-normed)
+# state is the feature. Patch size is ``BackboneCfg.patch_size`` (4 for 28-32 px images);
+# the position grid is learned for ``image_size`` and bicubically interpolated for other
+# sizes (e.g. 28 px, or multi-crop's small crops). ``width`` and ``small_stem`` are ignored.
+
+VIT_SIZES = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6)}
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping ``patch`` x ``patch`` patches linearly projected to ``dim`` (a strided conv)."""
+
+    def __init__(self, in_channels: int, dim: int, patch: int):
+        super().__init__()
+        self.patch = patch
+        self.proj = nn.Conv2d(in_channels, dim, patch, patch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)  # [B, N, dim]
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        out = nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class VisionTransformer(nn.Module):
+    """A ViT whose ``forward`` returns the final [CLS] feature (``feature_dim``);
+    ``patch_embed`` is the patch projection (MoCo v3 freezes it)."""
+
+    def __init__(self, cfg: BackboneCfg):
+        super().__init__()
+        dim, depth, heads = VIT_SIZES[cfg.name]
+        self.patch_embed = PatchEmbed(cfg.in_channels, dim, cfg.patch_size)
+        self.grid = max(1, cfg.image_size // cfg.patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid * self.grid, dim))
+        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.feature_dim = dim
+        self.cfg = cfg
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def position_embedding(self, h: int, w: int) -> torch.Tensor:
+        """The learned grid, interpolated to ``h`` x ``w`` patches when it differs."""
+        if h == w == self.grid:
+            return self.pos_embed
+        cls, grid = self.pos_embed[:, :1], self.pos_embed[:, 1:]
+        dim = grid.shape[-1]
+        grid = grid.reshape(1, self.grid, self.grid, dim).permute(0, 3, 1, 2)
+        grid = nn.functional.interpolate(grid.float(), size=(h, w), mode="bicubic", align_corners=False)
+        return torch.cat([cls, grid.to(cls.dtype).permute(0, 2, 3, 1).reshape(1, h * w, dim)], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2] // self.patch_embed.patch, x.shape[-1] // self.patch_embed.patch
+        tokens = self.patch_embed(x)
+        tokens = torch.cat([self.cls_token.expand(len(tokens), -1, -1).to(tokens.dtype), tokens], dim=1)
+        tokens = tokens + self.position_embedding(h, w).to(tokens.dtype)
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.norm(tokens)[:, 0]
+
+
+BACKBONES.update({"vit_tiny": VisionTransformer, "vit_small": VisionTransformer})

@@ -68,6 +68,15 @@ def _recipe_views(name: str, size: int, small_crops: int = 0, small_size: int = 
         ),
         # supervised baseline: crop + flip only
         "supervised": (Augment(size, jitter_p=0.0, grayscale_p=0.0),),
+        # SwAV (2006.09882): SimCLR's jitter at strength 0.8 (0.8,0.8,0.8,0.2) p=0.8, gray 0.2, blur 0.5;
+        # multi-crop scales (0.14-1 global, 0.05-0.14 small) come from ``small_crops`` below
+        "swav": (Augment(size, brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2, blur_p=0.5),) * 2,
+        # DINO (2104.14294): BYOL's jitter (0.4,0.4,0.2,0.1), global crops 0.4-1 (blur 1.0 / blur 0.1 +
+        # solarize 0.2); its local crops (0.05-0.4, blur 0.5) are built by ``dino_views``
+        "dino": (
+            Augment(size, scale=(0.4, 1.0), saturation=0.2, blur_p=1.0),
+            Augment(size, scale=(0.4, 1.0), saturation=0.2, blur_p=0.1, solarize_p=0.2),
+        ),
     }
     crops = recipes[name]
     if small_crops:
@@ -79,6 +88,20 @@ def _recipe_views(name: str, size: int, small_crops: int = 0, small_size: int = 
 def recipe(name: str, size: int, small_crops: int = 0, small_size: int = 0) -> ViewSpec:
     """Views of a named recipe at resolution ``size`` (optionally multi-crop)."""
     return _recipe_views(name, size, small_crops, small_size)
+
+
+def scaled_crop_size(size: int, paper_size: int = 96, paper_resolution: int = 224, multiple: int = 1) -> int:
+    """A multi-crop small-crop size scaled to the suite's resolution (96 of 224 px -> 12 of 28 px),
+    rounded to a multiple of ``multiple`` (a ViT's patch size), at least one multiple."""
+    scaled = size * paper_size / paper_resolution
+    return max(multiple, int(round(scaled / multiple)) * multiple)
+
+
+def dino_views(size: int, local_crops: int, local_size: int) -> ViewSpec:
+    """DINO's multi-crop: its two global crops (recipe ``dino``) and ``local_crops`` local crops
+    at ``local_size`` px, scale 0.05-0.4, BYOL's jitter, blur 0.5, no solarize."""
+    local = Augment(local_size, scale=(0.05, 0.4), saturation=0.2, blur_p=0.5)
+    return ViewSpec(_recipe_views("dino", size).crops + (local,) * local_crops)
 
 
 def _uniform(n: int, low: float, high: float, gen, device) -> torch.Tensor:

@@ -102,3 +102,253 @@ def collapse_metrics(z: torch.Tensor) -> dict[str, torch.Tensor]:
     p = s / s.sum().clamp_min(1e-12)
     rank = torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())
     return {"embed_std": std, "embed_std_ideal": torch.tensor(1 / math.sqrt(z.shape[1])), "eff_rank": rank}
+
+
+# --- part 2: Sinkhorn (SwAV), DINO head / centering / schedules -------------------------------
+
+
+@torch.no_grad()
+def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -> torch.Tensor:
+    """SwAV's Sinkhorn-Knopp codes for prototype ``scores`` [B, K] (cosine similarities).
+
+    Q = exp(scores / eps), normalised to total mass 1, then ``iterations`` rounds of
+    (each prototype's mass -> 1/K, each sample's mass -> 1/B). Returned as [B, K] scaled
+    by B: **each row (sample) sums to 1** exactly, each column (prototype) sums to about
+    B/K (exactly in the limit of many iterations).
+    """
+    q = scores.float() / epsilon
+    q = torch.exp(q - q.max()).T  # [K, B]; the shift cancels in the normalisation
+    k, b = q.shape
+    q /= q.sum()
+    for _ in range(iterations):
+        q /= q.sum(dim=1, keepdim=True)
+        q /= k
+        q /= q.sum(dim=0, keepdim=True)
+        q /= b
+    return (q * b).T
+
+
+class NormalizedLinear(nn.Module):
+    """Linear layer without bias whose weight rows are L2-normalised in the forward pass:
+    weight normalisation with the gain fixed to 1 (DINO's ``norm_last_layer``)."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_dim, in_dim))
+        nn.init.trunc_normal_(self.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, nn.functional.normalize(self.weight, dim=1))
+
+
+class DINOHead(nn.Module):
+    """DINO's projection head: ``layers``-layer MLP (GELU, no BN) to a bottleneck, L2
+    normalisation, then a weight-normalised linear layer to ``out_dim`` logits."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256,
+                 layers: int = 3):
+        super().__init__()
+        mods: list[nn.Module] = []
+        dim = in_dim
+        for _ in range(layers - 1):
+            mods += [nn.Linear(dim, hidden_dim), nn.GELU()]
+            dim = hidden_dim
+        mods.append(nn.Linear(dim, bottleneck_dim))
+        self.mlp = nn.Sequential(*mods)
+        for m in self.mlp:
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+        self.last_layer = NormalizedLinear(bottleneck_dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last_layer(nn.functional.normalize(self.mlp(x), dim=-1))
+
+
+@torch.no_grad()
+def ema_center(center: torch.Tensor, teacher_logits: torch.Tensor, momentum: float) -> torch.Tensor:
+    """DINO's centering: c <- m c + (1 - m) mean over the batch of the teacher's outputs."""
+    return center * momentum + teacher_logits.float().mean(dim=0, keepdim=True) * (1 - momentum)
+
+
+def warmup_constant(start: float, end: float, progress: float, warmup: float) -> float:
+    """Linear from ``start`` to ``end`` over the first ``warmup`` fraction, then ``end``
+    (DINO's teacher temperature: 0.04 -> 0.07 over 30 of 100 epochs)."""
+    if warmup <= 0 or progress >= warmup:
+        return end
+    return start + (end - start) * max(0.0, progress) / warmup
+
+
+# --- first-generation contrastive methods: memory bank, NCE partition, views, patches ---
+
+
+class MemoryBank(nn.Module):
+    """One L2-normalised feature per training image (InstDisc, PIRL, CMC), indexed by
+    ``Batch.indices``; an entry is updated when its image is seen:
+    v <- normalise(m * v + (1 - m) * f) (InstDisc sec. 3.3, m = 0.5).
+
+    The momentum is per entry (one update per epoch of the dataset), so it is not
+    rescaled with the suite: its horizon is already counted in epochs.
+    """
+
+    def __init__(self, size: int, dim: int, momentum: float = 0.5):
+        super().__init__()
+        self.momentum = momentum
+        self.register_buffer("features", nn.functional.normalize(torch.randn(size, dim), dim=1))
+
+    def sample(self, n: int, k: int, gen: torch.Generator | None = None) -> torch.Tensor:
+        """[n, k] indices drawn uniformly with replacement (the uniform noise distribution)."""
+        dev = self.features.device
+        return torch.randint(0, len(self.features), (n, k), generator=gen, device=dev)
+
+    def scores(self, query: torch.Tensor, indices: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+        """Dot products [N, 1 + K] of ``query`` [N, D] with the bank's entry for its own
+        image (column 0) and with the ``negatives`` [N, K] entries (no gradient to the bank)."""
+        idx = torch.cat([indices.view(-1, 1), negatives], dim=1)
+        bank = self.features[idx].detach()  # [N, 1 + K, D]
+        return torch.einsum("nkd,nd->nk", bank, query.float())
+
+    @torch.no_grad()
+    def update(self, indices: torch.Tensor, features: torch.Tensor) -> None:
+        old = self.features[indices]
+        new = self.momentum * old + (1 - self.momentum) * features.detach().float()
+        self.features.index_copy_(0, indices, nn.functional.normalize(new, dim=1))
+
+
+class PartitionEstimate(nn.Module):
+    """NCE's normalisation constant Z (InstDisc): estimated once, from the first batch,
+    as Z = n * mean(exp(v.f / T)) (the Monte-Carlo estimate of the paper's eq. 7 and
+    its code), then kept fixed (a buffer, so a resumed run keeps it)."""
+
+    def __init__(self, dataset_size: int):
+        super().__init__()
+        self.dataset_size = dataset_size
+        self.register_buffer("z", torch.tensor(-1.0))
+
+    def forward(self, exp_scores: torch.Tensor) -> torch.Tensor:
+        """``exp_scores`` / Z, fixing Z on the first call."""
+        if self.z.item() < 0:
+            self.z.copy_(exp_scores.detach().float().mean() * self.dataset_size)
+        return exp_scores / self.z
+
+
+# sRGB (D65) <-> CIE Lab, as skimage.color.rgb2lab (CMC's L / ab views)
+_RGB_TO_XYZ = torch.tensor([[0.412453, 0.357580, 0.180423],
+                            [0.212671, 0.715160, 0.072169],
+                            [0.019334, 0.119193, 0.950227]])
+_WHITE_D65 = torch.tensor([0.95047, 1.0, 1.08883])
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] sRGB in [0, 1] -> Lab (L in [0, 100], a/b roughly in [-128, 127])."""
+    rgb = rgb.float().clamp(0, 1)
+    lin = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    xyz = torch.einsum("ij,bjhw->bihw", _RGB_TO_XYZ.to(rgb.device), lin)
+    xyz = xyz / _WHITE_D65.to(rgb.device).view(1, 3, 1, 1)
+    eps = (6 / 29) ** 3
+    f = torch.where(xyz > eps, xyz.clamp_min(eps) ** (1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], dim=1)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`rgb_to_lab` (values outside the sRGB gamut are clamped to [0, 1])."""
+    lab = lab.float()
+    fy = (lab[:, 0] + 16) / 116
+    f = torch.stack([fy + lab[:, 1] / 500, fy, fy - lab[:, 2] / 200], dim=1)
+    delta = 6 / 29
+    xyz = torch.where(f > delta, f ** 3, 3 * delta**2 * (f - 4 / 29))
+    xyz = xyz * _WHITE_D65.to(lab.device).view(1, 3, 1, 1)
+    lin = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(_RGB_TO_XYZ).to(lab.device), xyz).clamp(0, 1)
+    return torch.where(lin > 0.0031308, 1.055 * lin.clamp_min(1e-12) ** (1 / 2.4) - 0.055, 12.92 * lin)
+
+
+def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """Gradient magnitude of a single-channel batch [B, 1, H, W] (3x3 Sobel, replicate padding)."""
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device, dtype=x.dtype)
+    kernels = torch.stack([kx, kx.T]).unsqueeze(1)  # [2, 1, 3, 3]
+    grad = nn.functional.conv2d(nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), kernels)
+    return torch.sqrt((grad**2).sum(dim=1, keepdim=True) + 1e-6)
+
+
+def patch_grid(x: torch.Tensor, patch: int, stride: int) -> torch.Tensor:
+    """Overlapping patches [B, G, G, C, patch, patch] of ``x`` [B, C, H, W], row-major
+    (grid row r covers pixels r * stride .. r * stride + patch - 1); G = (H - patch) // stride + 1."""
+    return x.unfold(2, patch, stride).unfold(3, patch, stride).permute(0, 2, 3, 1, 4, 5)
+
+
+def random_subcrops(tiles: torch.Tensor, size: int, gen: torch.Generator | None = None) -> torch.Tensor:
+    """Crop each tile of [B, T, C, t, t] at its own random offset to [B, T, C, size, size]."""
+    b, t, c, h, w = tiles.shape
+    dev = tiles.device
+    oy = torch.randint(0, h - size + 1, (b, t), generator=gen, device=dev)
+    ox = torch.randint(0, w - size + 1, (b, t), generator=gen, device=dev)
+    rows = (oy.unsqueeze(-1) + torch.arange(size, device=dev)).view(b, t, 1, size, 1).expand(b, t, c, size, w)
+    out = tiles.gather(3, rows)
+    cols = (ox.unsqueeze(-1) + torch.arange(size, device=dev)).view(b, t, 1, 1, size).expand(b, t, c, size, size)
+    return out.gather(4, cols)
+
+
+def jigsaw(x: torch.Tensor, grid: int = 3, crop: int | None = None,
+           gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """PIRL's jigsaw transform of a batch [B, C, H, W].
+
+    The image (its top-left ``grid * (H // grid)`` square) is cut into ``grid x grid``
+    tiles, each tile is randomly cropped to ``crop`` pixels (PIRL: 64 of 85) and the
+    tiles are shuffled with a permutation drawn per sample. Returns tiles
+    [B, grid**2, C, crop, crop] in shuffled order and the permutations [B, grid**2]
+    (position j holds the tile from grid cell ``perm[b, j]``, row-major).
+    """
+    b = x.shape[0]
+    t = min(x.shape[-2], x.shape[-1]) // grid
+    tiles = patch_grid(x[..., : grid * t, : grid * t], t, t).reshape(b, grid * grid, x.shape[1], t, t)
+    if crop is not None and crop < t:
+        tiles = random_subcrops(tiles, crop, gen)
+    perm = torch.argsort(torch.rand(b, grid * grid, generator=gen, device=x.device), dim=1)
+    return tiles[torch.arange(b, device=x.device).unsqueeze(1), perm], perm
+
+
+class MaskedConv2d(nn.Conv2d):
+    """PixelCNN-style masked convolution over a grid: the output at row r sees input
+    rows <= r only (kernel rows below the centre are zero; the centre row is kept,
+    because CPC predicts rows strictly below the context)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3):
+        super().__init__(in_ch, out_ch, kernel, padding=kernel // 2)
+        mask = torch.ones_like(self.weight)
+        mask[:, :, kernel // 2 + 1 :, :] = 0
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.weight * self.mask, self.bias)
+
+
+class AutoregressiveContext(nn.Module):
+    """CPC's context network: residual blocks (1x1 -> masked 3x3 -> 1x1) over the patch
+    grid [B, D, G, G]; context c[r, col] summarises rows <= r (every column)."""
+
+    def __init__(self, dim: int, hidden: int, blocks: int = 3):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.ReLU(), nn.Conv2d(dim, hidden, 1), nn.ReLU(), MaskedConv2d(hidden, hidden, 3),
+                          nn.ReLU(), nn.Conv2d(hidden, dim, 1))
+            for _ in range(blocks))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            z = z + block(z)
+        return z
+
+
+class ResidualEmbed(nn.Module):
+    """Deep InfoMax's "encoder-and-dot-product" embedding (also AMDIM's): a 2-layer
+    network plus a linear shortcut, applied per vector [B, D] or per position with
+    1x1 convolutions [B, D, H, W] (``conv=True``); scores are dot products of embeddings."""
+
+    def __init__(self, in_dim: int, out_dim: int, conv: bool = False):
+        super().__init__()
+        layer = (lambda i, o: nn.Conv2d(i, o, 1)) if conv else nn.Linear
+        self.block = nn.Sequential(layer(in_dim, out_dim), nn.ReLU(), layer(out_dim, out_dim))
+        self.shortcut = layer(in_dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x) + self.shortcut(x)

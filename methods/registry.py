@@ -8,8 +8,14 @@ import importlib
 from bench.errors import SSLBenchError, choices
 from bench.schema import build
 
-MODULES = ("random", "supervised", "simclr", "mocov2", "byol")
+MODULES = (
+    "random", "supervised",                                   # baselines
+    "simclr", "mocov2", "byol",                               # foundation
+    "mocov1", "invaspread", "dim", "amdim", "cpc_v2",         # first generation
+    "simclr_v2", "simsiam", "mocov3", "swav", "barlowtwins", "vicreg",
+)
 _REGISTRY: dict[str, type] = {}
+_LOADED = False
 
 
 def register(cls):
@@ -19,9 +25,11 @@ def register(cls):
 
 
 def _load_all() -> None:
-    if not _REGISTRY:
+    global _LOADED
+    if not _LOADED:
         for module in MODULES:
             importlib.import_module(f"methods.{module}")
+        _LOADED = True
 
 
 def method_names() -> list[str]:
