@@ -22,7 +22,8 @@ $(VENV)/.installed: pyproject.toml
 
 data:
 	@if [ -f $(FMNIST) ]; then echo "Fashion-MNIST: found in /usr/share/datasets/fashion-mnist"; \
-	elif command -v apt-get >/dev/null; then $(SUDO) apt-get install -y -q dataset-fashion-mnist; \
+	elif command -v apt-get >/dev/null; then $(SUDO) apt-get install -y -q dataset-fashion-mnist \
+	  || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist); \
 	else echo "Fashion-MNIST is missing and apt-get is unavailable: set dataset.download: true in the suite (needs network) or dataset.root"; fi
 
 run: setup
@@ -30,7 +31,8 @@ run: setup
 	sslbench show
 
 browser:
-	@command -v chromium >/dev/null || (command -v apt-get >/dev/null && $(SUDO) apt-get install -y -q chromium) \
+	@command -v chromium >/dev/null || (command -v apt-get >/dev/null && ($(SUDO) apt-get install -y -q chromium \
+	  || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium))) \
 	  || echo "chromium not installed: the browser test will be skipped"
 
 test: setup browser
