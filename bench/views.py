@@ -51,7 +51,8 @@ class ViewSpec:
         return sum(a.size * a.size for a in self.crops)
 
 
-def _recipe_views(name: str, size: int, small_crops: int = 0, small_size: int = 0) -> ViewSpec:
+def recipe(name: str, size: int, small_crops: int = 0, small_size: int = 0) -> ViewSpec:
+    """Views of a named recipe at resolution ``size`` (optionally multi-crop)."""
     simclr = Augment(size, brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2, blur_p=0.5)
     mocov2 = Augment(size, scale=(0.2, 1.0), blur_p=0.5)
     recipes = {
@@ -85,10 +86,6 @@ def _recipe_views(name: str, size: int, small_crops: int = 0, small_size: int = 
     return ViewSpec(tuple(crops))
 
 
-def recipe(name: str, size: int, small_crops: int = 0, small_size: int = 0) -> ViewSpec:
-    """Views of a named recipe at resolution ``size`` (optionally multi-crop)."""
-    return _recipe_views(name, size, small_crops, small_size)
-
 
 def scaled_crop_size(size: int, paper_size: int = 96, paper_resolution: int = 224, multiple: int = 1) -> int:
     """A multi-crop small-crop size scaled to the suite's resolution (96 of 224 px -> 12 of 28 px),
@@ -101,7 +98,7 @@ def dino_views(size: int, local_crops: int, local_size: int) -> ViewSpec:
     """DINO's multi-crop: its two global crops (recipe ``dino``) and ``local_crops`` local crops
     at ``local_size`` px, scale 0.05-0.4, BYOL's jitter, blur 0.5, no solarize."""
     local = Augment(local_size, scale=(0.05, 0.4), saturation=0.2, blur_p=0.5)
-    return ViewSpec(_recipe_views("dino", size).crops + (local,) * local_crops)
+    return ViewSpec(recipe("dino", size).crops + (local,) * local_crops)
 
 
 def _uniform(n: int, low: float, high: float, gen, device) -> torch.Tensor:
