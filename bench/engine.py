@@ -265,6 +265,10 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
                 else nullcontext())
     method.train()
     images = dataset.train.images.pin_memory() if device.type == "cuda" else dataset.train.images
+    if step == 0:
+        with torch.no_grad(), autocast:
+            method.initialise((idx.to(device), views.plain(images[idx].to(device, non_blocking=True)))
+                              for idx in torch.arange(len(images)).split(suite.eval.batch_size))
     labels = dataset.train.labels
     log_every, ckpt_every = suite.train.log_every, suite.train.checkpoint_every
     status, diverged_step = "complete", None

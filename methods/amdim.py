@@ -32,9 +32,8 @@ from dataclasses import dataclass, field
 import torch
 
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
-from methods.dim import global_and_maps, global_local_scores, stage_channels
 from methods.losses import global_local_info_nce, tanh_clip
-from methods.modules import ResidualEmbed
+from methods.modules import ResidualEmbed, global_and_maps, global_local_scores, stage_channels
 from methods.registry import register
 
 

@@ -87,6 +87,10 @@ class Method(nn.Module):
     def training_step(self, batch: Batch) -> StepOutput:
         raise NotImplementedError
 
+    def initialise(self, batches) -> None:
+        """Before the first step of a fresh run: ``batches`` yields (dataset indices,
+        un-augmented images) over the whole training set (memory banks fill from it)."""
+
     def before_optimizer_step(self, progress: float) -> None:
         """After backward, before the optimizer step (e.g. SwAV's frozen prototypes)."""
 

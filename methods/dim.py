@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import jsd_mi_loss
-from methods.modules import ResidualEmbed, mlp
+from methods.modules import ResidualEmbed, global_and_maps, global_local_scores, mlp, stage_channels
 from methods.registry import register
 
 
@@ -50,13 +50,6 @@ class DIMHparams:
     optimizer: OptimizerCfg = field(default_factory=lambda: OptimizerCfg("adamw", 1e-4, 0.0))
 
 
-def global_local_scores(g: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
-    """Dot-product scores [N, N, P] of global embeddings [N, D] against every position
-    of every image's local embedding map [N, D, H, W] (entry i, j, p: image i's global
-    feature with position p of image j)."""
-    return torch.einsum("id,jdp->ijp", g.float(), local.flatten(2).float())
-
-
 class _ReverseGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
@@ -65,16 +58,6 @@ class _ReverseGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         return -grad
-
-
-def stage_channels(backbone, layer: int) -> int:
-    return backbone.feature_dim // 2 ** (4 - layer)
-
-
-def global_and_maps(backbone, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The pooled global feature (exactly ``backbone(x)``) and the layer1..4 maps, in one pass."""
-    maps = backbone.feature_maps(x)
-    return torch.flatten(backbone.avgpool(maps[-1]), 1), maps
 
 
 @register

@@ -129,29 +129,32 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
 
 
 class NormalizedLinear(nn.Module):
-    """Linear layer without bias whose weight rows are L2-normalised in the forward pass:
-    weight normalisation with the gain fixed to 1 (DINO's ``norm_last_layer``)."""
+    """Linear layer without bias, weight-normalised: rows L2-normalised in the forward
+    pass times a per-row gain, fixed to 1 (DINO's ``norm_last_layer``) or learned from 1."""
 
-    def __init__(self, in_dim: int, out_dim: int):
+    def __init__(self, in_dim: int, out_dim: int, learn_gain: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(out_dim, in_dim))
         nn.init.trunc_normal_(self.weight, std=0.02)
+        self.gain = nn.Parameter(torch.ones(out_dim, 1)) if learn_gain else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(x, nn.functional.normalize(self.weight, dim=1))
+        weight = nn.functional.normalize(self.weight, dim=1)
+        return nn.functional.linear(x, weight if self.gain is None else weight * self.gain)
 
 
 class DINOHead(nn.Module):
-    """DINO's projection head: ``layers``-layer MLP (GELU, no BN) to a bottleneck, L2
-    normalisation, then a weight-normalised linear layer to ``out_dim`` logits."""
+    """DINO's projection head: ``layers``-layer MLP (GELU, BN if ``use_bn``) to a bottleneck, L2
+    normalisation, then a weight-normalised linear layer to ``out_dim`` logits (its gain
+    learned unless ``norm_last_layer``)."""
 
     def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256,
-                 layers: int = 3):
+                 layers: int = 3, norm_last_layer: bool = True, use_bn: bool = False):
         super().__init__()
         mods: list[nn.Module] = []
         dim = in_dim
         for _ in range(layers - 1):
-            mods += [nn.Linear(dim, hidden_dim), nn.GELU()]
+            mods += [nn.Linear(dim, hidden_dim)] + [nn.BatchNorm1d(hidden_dim)] * use_bn + [nn.GELU()]
             dim = hidden_dim
         mods.append(nn.Linear(dim, bottleneck_dim))
         self.mlp = nn.Sequential(*mods)
@@ -159,7 +162,7 @@ class DINOHead(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
-        self.last_layer = NormalizedLinear(bottleneck_dim, out_dim)
+        self.last_layer = NormalizedLinear(bottleneck_dim, out_dim, learn_gain=not norm_last_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.last_layer(nn.functional.normalize(self.mlp(x), dim=-1))
@@ -209,10 +212,21 @@ class MemoryBank(nn.Module):
         return torch.einsum("nkd,nd->nk", bank, query.float())
 
     @torch.no_grad()
+    def fill(self, indices: torch.Tensor, features: torch.Tensor) -> None:
+        """Set entries outright (the initial bank, from the untrained network)."""
+        self.features.index_copy_(0, indices, nn.functional.normalize(features.detach().float(), dim=1))
+
+    @torch.no_grad()
     def update(self, indices: torch.Tensor, features: torch.Tensor) -> None:
         old = self.features[indices]
         new = self.momentum * old + (1 - self.momentum) * features.detach().float()
         self.features.index_copy_(0, indices, nn.functional.normalize(new, dim=1))
+
+
+def scaled_negatives(k: int, ctx, scale: bool) -> int:
+    """Noise samples for NCE: the shared rule on the dataset fraction, never more than the bank."""
+    k = scale_length(k, ctx.dataset_size, 1) if scale else k
+    return min(k, ctx.dataset_size)
 
 
 class PartitionEstimate(nn.Module):
@@ -224,11 +238,14 @@ class PartitionEstimate(nn.Module):
         super().__init__()
         self.dataset_size = dataset_size
         self.register_buffer("z", torch.tensor(-1.0))
+        self._ready = False
 
     def forward(self, exp_scores: torch.Tensor) -> torch.Tensor:
         """``exp_scores`` / Z, fixing Z on the first call."""
-        if self.z.item() < 0:
-            self.z.copy_(exp_scores.detach().float().mean() * self.dataset_size)
+        if not self._ready:  # one host sync per run; a restored Z is kept
+            if self.z.item() < 0:
+                self.z.copy_(exp_scores.detach().float().mean() * self.dataset_size)
+            self._ready = True
         return exp_scores / self.z
 
 
@@ -352,3 +369,22 @@ class ResidualEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block(x) + self.shortcut(x)
+
+
+# Deep InfoMax / AMDIM: global vs local features
+
+def global_local_scores(g: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+    """Dot-product scores [N, N, P] of global embeddings [N, D] against every position
+    of every image's local embedding map [N, D, H, W] (entry i, j, p: image i's global
+    feature with position p of image j)."""
+    return torch.einsum("id,jdp->ijp", g.float(), local.flatten(2).float())
+
+
+def stage_channels(backbone, layer: int) -> int:
+    return backbone.feature_dim // 2 ** (4 - layer)
+
+
+def global_and_maps(backbone, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The pooled global feature (exactly ``backbone(x)``) and the layer1..4 maps, in one pass."""
+    maps = backbone.feature_maps(x)
+    return torch.flatten(backbone.avgpool(maps[-1]), 1), maps

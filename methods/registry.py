@@ -13,6 +13,7 @@ MODULES = (
     "simclr", "mocov2", "byol",                               # foundation
     "mocov1", "invaspread", "dim", "amdim", "cpc_v2",         # first generation
     "simclr_v2", "simsiam", "mocov3", "swav", "barlowtwins", "vicreg",
+    "instdisc", "pirl", "cmc", "dino",
 )
 _REGISTRY: dict[str, type] = {}
 _LOADED = False

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from bench.config import Params, load_suite
 from bench.data import Dataset, Split
@@ -241,6 +242,32 @@ def test_method_runs_engine_steps_without_nan(tmp_path, method):
     assert record["deviation"] == get_method(method).deviation
 
 
+@pytest.mark.parametrize("method", ["instdisc", "pirl", "cmc"])
+def test_memory_bank_starts_from_the_untrained_network(tmp_path, method):
+    """Before step 1 every bank entry is the initial network's embedding of its image
+    (``bank_init: network``); ``bank_init: random`` keeps the papers' random vectors."""
+    from bench.engine import build_method
+    from bench.views import ViewGenerator
+
+    data, suite = _toy_dataset(), _toy_suite()
+    for init in ("network", "random"):
+        model = build_method(RunSpec(suite, method, 0, resolve_hparams(method, {"bank_init": init}), tmp_path),
+                             data, 3)
+        before = {n: b.clone() for n, b in model.named_buffers() if n.endswith("features")}
+        images = data.train.images
+        plain = ViewGenerator(None, data.mean, data.std, torch.device("cpu")).plain
+        with torch.no_grad():
+            model.initialise([(torch.arange(len(images)), plain(images))])  # one batch: same BN statistics
+            expected = model.embed(plain(images))
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        for (name, start), want in zip(before.items(), expected):
+            bank = dict(model.named_buffers())[name]
+            if init == "network":
+                assert torch.allclose(bank, F.normalize(want, dim=1), atol=1e-4), name
+            else:
+                assert torch.equal(bank, start), name
+
+
 @pytest.mark.parametrize("loss", ["nce", "softmax", "batch"])
 def test_cmc_runs_on_rgb_with_each_loss(tmp_path, loss):
     if "cmc" not in method_names():
@@ -302,17 +329,9 @@ def test_mocov1_is_mocov2_with_the_v1_recipe():
     assert (hp.temperature, hp.mlp_head, hp.momentum, hp.queue_length) == (0.07, False, 0.999, 65536)
 
 
-# InstDisc, PIRL and CMC's default NCE: with Z fixed from the first batch (random bank) the
-# NCE terms saturate once the bank holds real, still similar features of this small backbone;
-# the loss rises while the embedding's effective rank falls (see the method docstrings).
-NCE_RISES = "NCE with a fixed first-batch Z: the loss rises at this scale (embedding collapse)"
-
-
 @needs_fmnist
 @pytest.mark.parametrize("method,overrides", [
-    pytest.param(m, {}, marks=pytest.mark.xfail(reason=NCE_RISES, strict=False))
-    if m in ("instdisc", "pirl", "cmc") else (m, {})
-    for m in _registered(PART1)] + [("cmc", {"loss": "batch"})] * ("cmc" in _registered(PART1)))
+    (m, {}) for m in _registered(PART1)] + [("cmc", {"loss": "batch"})] * ("cmc" in _registered(PART1)))
 def test_loss_falls_on_fashion_mnist(workdir, method, overrides):
     # a 256-image subset: banks and queues hold real features after the first epoch (4 steps);
     # MoCo's 64-key queue makes its loss noisy, so it gets a few more steps

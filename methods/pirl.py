@@ -1,0 +1,110 @@
+"""PIRL — Misra, van der Maaten 2019, "Self-Supervised Learning of Pretext-Invariant
+Representations", arXiv 1912.01991 (CVPR 2020).
+
+Mechanism: the representation of an image should be invariant to its jigsaw
+transform. f(v_I): backbone + linear 128-d head of the image. g(v_I^t): the image
+cut into 3x3 tiles, each tile randomly cropped, the tiles shuffled by a permutation
+drawn per sample (:func:`methods.modules.jigsaw`), each tile encoded by the same
+backbone and projected to 128-d, the nine projections concatenated in the shuffled
+order and projected to 128-d. A memory bank holds m_I, an exponential moving average
+(0.5) of f(v_I) for every training image. With NCE against N negatives drawn from
+the bank (InstDisc's estimator, :func:`methods.losses.nce_loss`, T = 0.07):
+L = lambda * L_NCE(m_I, g(v_I^t)) + (1 - lambda) * L_NCE(m_I, f(v_I)), lambda = 0.5.
+
+Paper defaults: ResNet-50, 128-d, T = 0.07, 32,000 negatives, memory momentum 0.5,
+lambda 0.5, SGD lr 0.12 at batch 1024 (0.03 x batch/256), momentum 0.9, weight
+decay 1e-4, cosine schedule; images: random resized crop, colour jitter, flip;
+jigsaw: a 255 px crop cut into 3x3 tiles of 85 px, a random 64 px crop per tile,
+colour jitter per tile.
+
+Deviations: at 28 px the jigsaw uses the top-left 27 px of the (augmented) view, tiles
+of 9 px and random 7 px crops per tile (PIRL's 64/85 ratio); the tiles share their
+view's augmentation (no per-tile jitter); the number of negatives is scaled to the
+suite by the shared rule (``methods.modules.scale_length``, multiple 1;
+``scale_to_dataset: false`` keeps 32,000); NCE uses InstDisc's partition estimate Z
+(estimated from the first batch, one per loss term, as VISSL's reproduction does;
+the paper's eq. 3 writes h without Z); the bank starts from the untrained
+network's image embeddings (``bank_init: network``; ``random`` = the paper; see
+:mod:`methods.instdisc` for why); image and jigsaw source are two independent views of the MoCo v1 recipe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from methods.base import Batch, Method, OptimizerCfg, StepOutput
+from methods.losses import nce_loss
+from methods.modules import MemoryBank, PartitionEstimate, jigsaw, scaled_negatives
+from methods.registry import register
+
+
+@dataclass(frozen=True)
+class PIRLHparams:
+    temperature: float = field(default=0.07, metadata={"positive": True})
+    negatives: int = field(default=32000, metadata={"positive": True})
+    memory_momentum: float = field(default=0.5, metadata={"nonnegative": True})
+    jigsaw_weight: float = field(default=0.5, metadata={"nonnegative": True, "doc": "lambda"})
+    bank_init: str = field(default="network", metadata={"choices": ("network", "random"), "doc": "random = paper"})
+    proj_dim: int = field(default=128, metadata={"positive": True})
+    grid: int = field(default=3, metadata={"positive": True})
+    tile_crop_ratio: float = field(default=64 / 85, metadata={"positive": True})
+    scale_to_dataset: bool = True
+    optimizer: OptimizerCfg = field(default_factory=lambda: OptimizerCfg("sgd", 0.03, 1e-4))
+
+
+@register
+class PIRL(Method):
+    name = "pirl"
+    paper = "PIRL — Misra & van der Maaten 2019, arXiv 1912.01991"
+    family = "memory-bank contrastive"
+    view_recipe = "mocov1"
+    Hparams = PIRLHparams
+
+    def __init__(self, backbone, hp, ctx):
+        super().__init__(backbone, hp, ctx)
+        dim, tiles = backbone.feature_dim, hp.grid * hp.grid
+        self.image_head = torch.nn.Linear(dim, hp.proj_dim)
+        self.tile_head = torch.nn.Linear(dim, hp.proj_dim)
+        self.jigsaw_head = torch.nn.Linear(tiles * hp.proj_dim, hp.proj_dim)
+        self.memory = MemoryBank(ctx.dataset_size, hp.proj_dim, hp.memory_momentum)
+        self.z_jigsaw = PartitionEstimate(ctx.dataset_size)
+        self.z_image = PartitionEstimate(ctx.dataset_size)
+        self.negatives = scaled_negatives(hp.negatives, ctx, hp.scale_to_dataset)
+        tile = ctx.resolution // hp.grid
+        self.tile_crop = max(1, min(tile, round(tile * hp.tile_crop_ratio)))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.image_head(self.backbone(x)).float(), dim=1)
+
+    def initialise(self, batches) -> None:
+        if self.hp.bank_init == "network":
+            for idx, x in batches:
+                self.memory.fill(idx, self.embed(x))
+
+    def encode_jigsaw(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        tiles, _ = jigsaw(x, self.hp.grid, self.tile_crop, gen)  # [B, 9, C, t, t], shuffled per sample
+        b, n = tiles.shape[:2]
+        feats = self.tile_head(self.backbone(tiles.flatten(0, 1).contiguous(memory_format=torch.channels_last)))
+        return self.jigsaw_head(feats.view(b, n * feats.shape[-1]))
+
+    def _nce(self, query: torch.Tensor, batch: Batch, noise: torch.Tensor, partition) -> torch.Tensor:
+        scores = self.memory.scores(query, batch.indices, noise)
+        return nce_loss(partition(torch.exp(scores / self.hp.temperature)), self.ctx.dataset_size)
+
+    def training_step(self, batch: Batch) -> StepOutput:
+        image, source = batch.views
+        f = self.embed(image)
+        g = F.normalize(self.encode_jigsaw(source, batch.generator).float(), dim=1)
+        noise = self.memory.sample(len(f), self.negatives, batch.generator)
+        loss_jigsaw = self._nce(g, batch, noise, self.z_jigsaw)
+        loss_image = self._nce(f, batch, noise, self.z_image)
+        lam = self.hp.jigsaw_weight
+        loss = lam * loss_jigsaw + (1 - lam) * loss_image
+        self._pending = (batch.indices, f.detach())
+        return StepOutput(loss, {"loss_jigsaw": loss_jigsaw.detach(), "loss_image": loss_image.detach()}, f)
+
+    def after_step(self, progress: float) -> None:
+        self.memory.update(*self._pending)
