@@ -117,6 +117,15 @@ def cmd_perf(args) -> None:
         suite = replace(suite, device=args.device)
     methods = _methods(args, params)
     methods = [m for m in methods if m != "random"]
+    if args.profile:
+        from bench.io import atomic_write_text
+        from bench.perf import profile_method
+
+        for method in methods:
+            text = profile_method(suite, dataset_for(suite), method)
+            atomic_write_text(paths.root() / "results" / "perf" / f"profile-{method}.txt", text)
+            print(f"{method}: operators by self time (results/perf/profile-{method}.txt)\n{text}")
+        return
     table = run_perf(suite, dataset_for(suite), methods, paths.root() / "results" / "perf")
     out = Table(title=f"sslbench perf — suite '{suite.name}', batch {suite.train.batch_size}, "
                       f"{suite.resolution}px, {suite.train.precision}, {table['threads'][0]} threads")
@@ -196,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("run", cmd_run, "all stages for all methods, in-process (no DVC)")
     perf = add("perf", cmd_perf, "benchmark: step images/s vs the bare backbone, views, kNN, extraction")
     perf.add_argument("--device", choices=["cpu", "cuda"], help="override the suite's device")
+    perf.add_argument("--profile", action="store_true",
+                      help="instead of the table: torch profiler of each method's step, operators by self time")
     sub.add_parser("methods", help="list registered methods").set_defaults(fn=cmd_methods)
     sub.add_parser("suites", help="list suites").set_defaults(fn=cmd_suites)
     return parser

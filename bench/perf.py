@@ -50,7 +50,9 @@ def _sync(device: torch.device):
     return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
 
-def method_row(suite: Suite, dataset: Dataset, method: str, warmup: int = 3, repeats: int = 7) -> dict:
+def _training_step(suite: Suite, dataset: Dataset, method: str):
+    """A method's full training step on a fixed batch (views, forward, backward,
+    optimizer, EMA/queue updates), plus what the rates need."""
     device = pick_device(suite.device)
     bs = suite.train.batch_size
     hp = resolve_hparams(method, {}, suite.optimizer.as_override())
@@ -65,8 +67,6 @@ def method_row(suite: Suite, dataset: Dataset, method: str, warmup: int = 3, rep
     labels = dataset.train.labels[:bs].to(device)
     idx = torch.arange(bs, device=device)
     gen = torch.Generator(device=device).manual_seed(0)
-    sync = _sync(device)
-    view_units = spec.pixels_per_image() / (spec.crops[0].size ** 2)
 
     def train_step():
         batch = Batch(views(images, gen), idx, labels, gen)
@@ -76,16 +76,40 @@ def method_row(suite: Suite, dataset: Dataset, method: str, warmup: int = 3, rep
         optimizer.step()
         model.after_step(0.5)
 
+    return train_step, model, spec, lambda: views(images, gen), device
+
+
+def method_row(suite: Suite, dataset: Dataset, method: str, warmup: int = 3, repeats: int = 7) -> dict:
+    train_step, model, spec, make_views, device = _training_step(suite, dataset, method)
+    bs = suite.train.batch_size
+    sync = _sync(device)
+    view_units = spec.pixels_per_image() / (spec.crops[0].size ** 2)
     row = {"method": method, "batch_size": bs, "resolution": suite.resolution, "views": spec.count,
            "view_units": round(view_units, 2)}
     row["step_images_per_s"] = _median_rate(train_step, bs * view_units, warmup, repeats, sync)
-    row["views_per_s"] = _median_rate(lambda: views(images, gen), bs * view_units, warmup, repeats, sync)
+    row["views_per_s"] = _median_rate(make_views, bs * view_units, warmup, repeats, sync)
     row["backbone_images_per_s"] = backbone_rate(model.encoder, dataset, suite, device, warmup, repeats)
     row["efficiency"] = row["step_images_per_s"] / row["backbone_images_per_s"]
     row["views_over_step"] = row["views_per_s"] / row["step_images_per_s"]
     row["peak_mem_mb"] = peak_memory_mb(device)
     gc.collect()
     return row
+
+
+def profile_method(suite: Suite, dataset: Dataset, method: str, steps: int = 5, rows: int = 15) -> str:
+    """Where a training step's time goes: torch profiler, operators by self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    train_step, _, _, _, device = _training_step(suite, dataset, method)
+    for _ in range(2):
+        train_step()
+    activities = [ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * (device.type == "cuda")
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            train_step()
+        _sync(device)()
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=sort, row_limit=rows)
 
 
 def backbone_rate(encoder: torch.nn.Module, dataset: Dataset, suite: Suite, device: torch.device,

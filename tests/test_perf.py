@@ -3,7 +3,7 @@
 import pandas as pd
 
 from bench.config import load_suite
-from bench.perf import run_perf
+from bench.perf import profile_method, run_perf
 from tests.test_engine import _toy_dataset
 
 
@@ -15,3 +15,8 @@ def test_perf_table_columns(tmp_path):
                 "views_over_step", "peak_mem_mb", "extract_images_per_s", "knn_60k_10k_512_s"):
         assert col in saved.columns
     assert (table["efficiency"] > 0).all() and saved.loc[0, "method"] == "simclr"
+
+
+def test_profile_lists_the_step_operators_by_self_time():
+    text = profile_method(load_suite("smoke"), _toy_dataset(), "simclr", steps=1, rows=5)
+    assert "Self CPU" in text and "aten::" in text
