@@ -140,6 +140,15 @@ def cmd_perf(args) -> None:
           f"kNN 60k x 10k x 512: {table['knn_60k_10k_512_s'][0]:.2f} s")
 
 
+def cmd_claims(args) -> None:
+    from bench.claims import build
+
+    rows = build(Path(args.ablations), Path(args.out))
+    for row in rows:
+        print(f"{row['verdict']:>15}  {row['claim']}")
+    print(f"wrote {args.out}")
+
+
 def cmd_methods(args) -> None:
     from methods.registry import get_method, method_names
 
@@ -207,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--device", choices=["cpu", "cuda"], help="override the suite's device")
     perf.add_argument("--profile", action="store_true",
                       help="instead of the table: torch profiler of each method's step, operators by self time")
+    claims = sub.add_parser("claims", help="paper-claim verdicts from results/ablations -> results/claims.csv")
+    claims.add_argument("--ablations", default="results/ablations", help="folder of sweep CSVs")
+    claims.add_argument("--out", default="results/claims.csv", help="ledger CSV to write")
+    claims.set_defaults(fn=cmd_claims)
     sub.add_parser("methods", help="list registered methods").set_defaults(fn=cmd_methods)
     sub.add_parser("suites", help="list suites").set_defaults(fn=cmd_suites)
     return parser
