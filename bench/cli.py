@@ -140,6 +140,23 @@ def cmd_perf(args) -> None:
           f"kNN 60k x 10k x 512: {table['knn_60k_10k_512_s'][0]:.2f} s")
 
 
+def cmd_sweep(args) -> None:
+    from bench.sweep import load_spec, make_spec, parse_grid
+    from bench.tune import run_sweep
+
+    if args.spec:
+        spec = load_spec(args.spec)
+    elif args.method and args.grid:
+        param, values = parse_grid(args.grid)
+        spec = make_spec(name=args.name or f"{args.method}_{param}", method=args.method, param=param, values=values,
+                         suite=args.suite or "tiny", seeds=args.seeds or [0, 1], cpus=args.cpus)
+    else:
+        raise SSLBenchError("sweep needs a SPEC (bench/sweeps/*.yaml name or path) or --method with --grid.")
+    rows = run_sweep(spec, Path.cwd())
+    done = sum(r["status"] == "complete" for r in rows)
+    print(f"sweep {spec.name}: {done}/{len(rows)} trials complete -> results/ablations/{spec.name}.csv")
+
+
 def cmd_claims(args) -> None:
     from bench.claims import build
 
@@ -216,6 +233,15 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--device", choices=["cpu", "cuda"], help="override the suite's device")
     perf.add_argument("--profile", action="store_true",
                       help="instead of the table: torch profiler of each method's step, operators by self time")
+    sweep = sub.add_parser("sweep", help="Ray Tune ablation sweep -> results/ablations/<sweep>.csv (resumes)")
+    sweep.add_argument("spec", nargs="?", help="sweep name (bench/sweeps/*.yaml) or path to a spec")
+    sweep.add_argument("--method", help="method to sweep (with --grid)")
+    sweep.add_argument("--grid", help="param=v1,v2,... (with --method)")
+    sweep.add_argument("--suite", help="suite for --grid sweeps (default: tiny)")
+    sweep.add_argument("--seeds", type=int, nargs="+", help="seeds for --grid sweeps (default: 0 1)")
+    sweep.add_argument("--cpus", type=int, default=1, help="CPUs per trial, 1 or 2 (default: 1)")
+    sweep.add_argument("--name", help="sweep name for --grid sweeps (default: <method>_<param>)")
+    sweep.set_defaults(fn=cmd_sweep)
     claims = sub.add_parser("claims", help="paper-claim verdicts from results/ablations -> results/claims.csv")
     claims.add_argument("--ablations", default="results/ablations", help="folder of sweep CSVs")
     claims.add_argument("--out", default="results/claims.csv", help="ledger CSV to write")

@@ -47,3 +47,14 @@ def smoke_results(tmp_path_factory):
     finally:
         os.chdir(old)
     return directory, board
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray for the session (loopback only); yields its address for subprocesses (RAY_ADDRESS)."""
+    ray = pytest.importorskip("ray")
+    from bench.distributed import ray_init
+
+    ray_init(num_cpus=2)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

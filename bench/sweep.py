@@ -1,0 +1,142 @@
+"""Ablation sweeps: Ray Tune grid over (value x seed); each trial = pretrain + kNN + linear.
+
+Trial results live as ``row.json`` beside each run, so a restarted sweep (``Tuner.restore``)
+never recomputes finished trials and ``results/ablations/<sweep>.csv`` is rebuilt from them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+from bench.errors import SSLBenchError, choices
+from bench.io import atomic_write_text
+
+SWEEPS_DIR = Path(__file__).parent / "sweeps"
+COLUMNS = ["suite", "method", "param", "value", "seed", "knn_k20", "knn_k200", "linear", "seconds",
+           "images_seen", "status"]
+SUITE_PARAMS = {"batch_size"}  # swept on the suite's train config, not on the method's hparams
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    method: str
+    param: str
+    values: list
+    suite: str = "tiny"
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    cpus: int = 1
+    max_failures: int = 2
+    max_concurrent: int = 0  # 0 = as many as the CPUs allow
+
+
+def _parse_value(text: str):
+    value = yaml.safe_load(text)
+    return value if isinstance(value, (int, float, bool, str)) else text
+
+
+def parse_grid(grid: str) -> tuple[str, list]:
+    """``momentum=0,0.9,0.99`` -> ("momentum", [0, 0.9, 0.99])."""
+    param, sep, values = grid.partition("=")
+    if not sep or not param or not values:
+        raise SSLBenchError(f"--grid '{grid}' must look like param=v1,v2,...")
+    return param.strip(), [_parse_value(v.strip()) for v in values.split(",")]
+
+
+def load_spec(name_or_path: str) -> SweepSpec:
+    """Load ``bench/sweeps/<name>.yaml`` or a path to a YAML spec."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = SWEEPS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
+        raise SSLBenchError(f"unknown sweep '{name_or_path}'; valid choices are: {choices(names)}.")
+    data = yaml.safe_load(path.read_text()) or {}
+    known = set(SweepSpec.__dataclass_fields__)
+    for key in data:
+        if key not in known:
+            raise SSLBenchError(f"unknown key '{key}' in sweep '{path}'; valid choices are: {choices(known)}.")
+    data.setdefault("name", path.stem)
+    return make_spec(**data)
+
+
+def make_spec(**fields) -> SweepSpec:
+    """Validate a spec: registered method, known parameter, 1-2 CPUs per trial."""
+    from methods.registry import get_method
+
+    spec = SweepSpec(**fields)
+    cls = get_method(spec.method)
+    params = set(cls.Hparams.__dataclass_fields__) | SUITE_PARAMS
+    if spec.param not in params:
+        raise SSLBenchError(f"sweep param '{spec.param}' is not a hyper-parameter of {spec.method}; "
+                            f"valid choices are: {choices(params)}.")
+    if spec.cpus not in (1, 2):
+        raise SSLBenchError(f"sweep key 'cpus' must be 1 or 2, got {spec.cpus!r}.")
+    if not spec.values or not spec.seeds:
+        raise SSLBenchError(f"sweep '{spec.name}' needs at least one value and one seed.")
+    return spec
+
+
+def sweep_dir(spec: SweepSpec, root: Path) -> Path:
+    return root / "runs" / "sweeps" / spec.name
+
+
+def run_path(spec: SweepSpec, root: Path, value, seed: int) -> Path:
+    return sweep_dir(spec, root) / "runs" / f"{spec.param}={value}" / f"seed{seed}"
+
+
+def run_trial(spec: SweepSpec, root: Path, value, seed: int) -> dict:
+    """Pretrain + evaluate one (value, seed); reuse a finished trial's ``row.json``."""
+    from bench.config import load_params, load_suite
+    from bench.data import pretraining_view
+    from bench.engine import RunSpec, train
+    from bench.stages import dataset_for, evaluate_run
+    from methods.registry import resolve_hparams
+
+    out = run_path(spec, root, value, seed)
+    done = out / "row.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    os.chdir(root)  # the engine and stages resolve data/ and runs/ from the project root
+    suite = load_suite(spec.suite)
+    suite = replace(suite, train=replace(suite.train, threads=spec.cpus))  # trials share the cores: no oversubscription
+    base = dict(load_params(root / "params.yaml").methods.get(spec.method) or {})
+    base.pop("backbones", None)
+    if spec.param in SUITE_PARAMS:
+        suite = replace(suite, train=replace(suite.train, **{spec.param: value}))
+    else:
+        base[spec.param] = value
+    hp = resolve_hparams(spec.method, base, suite.optimizer.as_override())
+    data = dataset_for(suite)
+    record = train(RunSpec(suite, spec.method, seed, hp, out, suite.device),
+                   pretraining_view(data, suite.dataset.pretrain_subset), progress_bar=False)
+    metrics = {r["protocol"]: r["value"] for r in evaluate_run(suite, out, data)}
+    row = {"suite": spec.suite, "method": spec.method, "param": spec.param, "value": value, "seed": seed,
+           **{k: metrics.get(k, "") for k in ("knn_k20", "knn_k200", "linear")},
+           "seconds": record["seconds"], "images_seen": record["images_seen"], "status": record["status"]}
+    atomic_write_text(done, json.dumps(row))
+    return row
+
+
+def write_csv(spec: SweepSpec, root: Path, out: Path) -> list[dict]:
+    """One row per grid point (value x seed), from the trials' row files; missing = status ``missing``."""
+    rows = []
+    for value in spec.values:
+        for seed in spec.seeds:
+            done = run_path(spec, root, value, seed) / "row.json"
+            rows.append(json.loads(done.read_text()) if done.is_file() else
+                        {"suite": spec.suite, "method": spec.method, "param": spec.param, "value": value,
+                         "seed": seed, "status": "missing"})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out, buf.getvalue())
+    return rows
