@@ -165,6 +165,7 @@ class Params:
     suite: str = "tiny"
     seeds: list[int] | None = field(default=None, metadata={"nonnegative": True})
     methods: dict[str, dict] = field(default_factory=dict)
+    sweeps: list[str] = field(default_factory=list, metadata={"doc": "bench/sweeps/*.yaml names run by dvc repro"})
 
 
 def load_params(path: Path = Path("params.yaml")) -> Params:
@@ -179,6 +180,10 @@ def load_params(path: Path = Path("params.yaml")) -> Params:
             raise SSLBenchError(f"unknown method '{method}' in '{path}'; valid choices are: {choices(method_names())}.")
         if not isinstance(overrides, dict):
             raise SSLBenchError(f"methods.{method} in '{path}' must be a mapping of overrides (use {{}} for none).")
+    specs = sorted(p.stem for p in (Path(__file__).parent / "sweeps").glob("*.yaml"))
+    for name in params.sweeps:
+        if name not in specs:
+            raise SSLBenchError(f"unknown sweep '{name}' in '{path}'; valid choices are: {choices(specs)}.")
     return params
 
 
