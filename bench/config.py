@@ -72,11 +72,24 @@ class LinearCfg:
 
 
 @dataclass(frozen=True)
+class SemiCfg:
+    """Semi-supervised fine-tuning recipe (``evaluations/semi_supervised.py``)."""
+
+    epochs_1pct: int = field(default=20, metadata={"positive": True})
+    epochs_10pct: int = field(default=20, metadata={"positive": True})
+    lr_backbone: float = field(default=0.01, metadata={"positive": True, "doc": "scaled by batch/256"})
+    lr_head: float = field(default=0.1, metadata={"positive": True, "doc": "scaled by batch/256"})
+    batch_size: int = field(default=256, metadata={"positive": True})
+    momentum: float = field(default=0.9, metadata={"nonnegative": True})
+
+
+@dataclass(frozen=True)
 class EvalCfg:
     knn: KnnCfg = field(default_factory=KnnCfg)
     linear: LinearCfg = field(default_factory=LinearCfg)
+    semi: SemiCfg = field(default_factory=SemiCfg)
     protocols: list[str] = field(default_factory=lambda: ["knn", "linear"],
-                                 metadata={"choices_each": ("knn", "linear")})
+                                 metadata={"choices_each": ("knn", "linear", "semi")})
     batch_size: int = field(default=1024, metadata={"positive": True, "doc": "feature extraction batch"})
 
 
@@ -128,10 +141,11 @@ def load_suite(name_or_path: str) -> Suite:
     _check_name(data.setdefault("name", path.stem), path, named)
     suite = build(Suite, data, f"suite '{data['name']}'")
     _check_finite(suite, f"suite '{suite.name}'")
-    bad = [p for p in suite.eval.protocols if p not in ("knn", "linear")]
+    valid = EvalCfg.__dataclass_fields__["protocols"].metadata["choices_each"]
+    bad = [p for p in suite.eval.protocols if p not in valid]
     if bad:
         raise SSLBenchError(f"suite '{suite.name}' eval.protocols has unknown protocol '{bad[0]}'; "
-                            "valid choices are: knn, linear.")
+                            f"valid choices are: {choices(valid)}.")
     return suite
 
 

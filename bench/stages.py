@@ -99,6 +99,8 @@ def evaluate_run(suite: Suite, run: Path, dataset: Dataset) -> list[dict]:
         wanted += [f"knn_k{k}" for k in suite.eval.knn.k]
     if "linear" in suite.eval.protocols:
         wanted.append("linear")
+    if "semi" in suite.eval.protocols:
+        wanted += list(SEMI_FRACTIONS)
     if record["status"] != "complete":
         return make_rows(record, {p: math.nan for p in wanted})
     device = pick_device(suite.device)
@@ -121,7 +123,49 @@ def evaluate_run(suite: Suite, run: Path, dataset: Dataset) -> list[dict]:
     if "linear" in suite.eval.protocols:
         metrics["linear"] = linear_probe(tr, ytr, te, yte, dataset.num_classes, suite.eval.linear,
                                          seed=record["seed"])["top1"]
+    if "semi" in suite.eval.protocols:
+        metrics.update(semi_supervised(suite, run, record, dataset, device))
     return make_rows(record, metrics)
+
+
+def finetune_start(suite: Suite, run: Path, record: dict, dataset: Dataset) -> tuple[torch.nn.Module, int]:
+    """What fine-tuning starts from: the backbone, or the method's ``finetune_encoder()``
+    (SimCLR v2: backbone + first projection layer) rebuilt from the final checkpoint."""
+    from bench.engine import CHECKPOINT, build_method
+    from methods.registry import get_method
+
+    encoder, _ = load_encoder(run)
+    if not hasattr(get_method(record["method"]), "finetune_encoder") or not (run / CHECKPOINT).is_file():
+        return encoder, encoder.feature_dim
+    sub = replace(suite, backbone=BackboneCfg(**{k: v for k, v in record["backbone_cfg"].items()
+                                                 if k != "in_channels"}))
+    hp = resolve_hparams(record["method"], record["hparams"])
+    pretraining = pretraining_view(dataset, suite.dataset.pretrain_subset)  # the sizes of banks and queues
+    method = build_method(RunSpec(sub, record["method"], record["seed"], hp, run, suite.device), pretraining, 1)
+    method.load_state_dict(safe_torch_load(run / CHECKPOINT)["model"])
+    start = method.finetune_encoder()
+    return start, start.feature_dim
+
+
+def semi_supervised(suite: Suite, run: Path, record: dict, dataset: Dataset, device) -> dict[str, float]:
+    """semi_1pct / semi_10pct: fine-tune on the prepared split files, final-epoch test top-1."""
+    from evaluations.semi_supervised import finetune
+
+    start, dim = finetune_start(suite, run, record, dataset)
+    cfg = suite.eval.semi
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if suite.train.precision == "bf16" else None
+    out = {}
+    for name in SEMI_FRACTIONS:
+        split = paths.prepared_dir(suite.name) / "splits" / f"{name}.txt"
+        if not split.is_file():
+            raise SSLBenchError(f"split file '{split}' is missing; run `sslbench prepare --suite {suite.name}` first.")
+        idx = torch.tensor([int(line) for line in split.read_text().split()])
+        epochs = cfg.epochs_1pct if name == "semi_1pct" else cfg.epochs_10pct
+        acc = finetune(start, dim, dataset.train.images[idx], dataset.train.labels[idx], dataset.test.images,
+                       dataset.test.labels, dataset.num_classes, dataset.mean, dataset.std, suite.resolution,
+                       epochs, cfg, device, seed=record["seed"], autocast=autocast)
+        out[name] = acc["top1"]
+    return out
 
 
 def evaluate(suite: Suite, params: Params, method: str, runs: Path | None = None) -> list[dict]:

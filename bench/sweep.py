@@ -106,7 +106,8 @@ def run_trial(spec: SweepSpec, root: Path, value, seed: int) -> dict:
         return json.loads(done.read_text())
     os.chdir(root)  # the engine and stages resolve data/ and runs/ from the project root
     suite = load_suite(spec.suite)
-    suite = replace(suite, train=replace(suite.train, threads=spec.cpus))  # trials share the cores: no oversubscription
+    suite = replace(suite, train=replace(suite.train, threads=spec.cpus),  # trials share the cores
+                    eval=replace(suite.eval, protocols=["knn", "linear"]))  # a trial = pretrain + kNN + linear
     base = dict(load_params(root / "params.yaml").methods.get(spec.method) or {})
     base.pop("backbones", None)
     if spec.param in SUITE_PARAMS:
