@@ -44,13 +44,13 @@ def test_gathered_loss_and_gradients_match_single_process():
     w.requires_grad_(True)
     loss = _nt_xent(x1 @ w, x2 @ w)
     loss.backward()
-    out = mp.Manager().dict()
+    out = mp.get_context("fork").Manager().dict()  # fork: children need none of the parent's imports
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_worker, args=(port, out), nprocs=2)
+    mp.start_processes(_worker, args=(port, out), nprocs=2, start_method="fork")
     for rank in (0, 1):
         torch.testing.assert_close(out[rank][0], loss.detach(), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(out[rank][1:], w.grad.flatten(), atol=1e-5, rtol=1e-5)
