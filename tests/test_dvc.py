@@ -24,15 +24,17 @@ def test_repro_then_noop_then_only_changed_method(tmp_path):
         dst = tmp_path / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
-    (tmp_path / "params.yaml").write_text("suite: smoke\nseeds: null\nmethods:\n  random: {}\n  simclr: {}\n")
+    (tmp_path / "results" / "ablations").mkdir(parents=True)  # the claims stage reads committed sweep CSVs
+    (tmp_path / "params.yaml").write_text("suite: smoke\nseeds: null\nsweeps: []\nmethods:\n  random: {}\n  simclr: {}\n")
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     first = _dvc("repro", cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     assert (tmp_path / "results/smoke/leaderboard.csv").is_file()
+    assert (tmp_path / "results/claims.csv").is_file()  # every claim "not run" without sweeps
     second = _dvc("repro", cwd=tmp_path)
     assert second.returncode == 0 and "Running stage" not in second.stdout, second.stdout
     (tmp_path / "params.yaml").write_text(
-        "suite: smoke\nseeds: null\nmethods:\n  random: {}\n  simclr: {temperature: 0.3}\n")
+        "suite: smoke\nseeds: null\nsweeps: []\nmethods:\n  random: {}\n  simclr: {temperature: 0.3}\n")
     status = _dvc("status", cwd=tmp_path).stdout
     assert "pretrain@simclr" in status and "pretrain@random" not in status and "evaluate@random" not in status
     metrics = _dvc("metrics", "show", cwd=tmp_path)
