@@ -54,7 +54,7 @@ def _stats(values: list[float]) -> tuple[float, float]:
 def _arms(rows: list[dict], metric: str) -> dict[str, list[float]]:
     arms: dict[str, list[float]] = {}
     for row in rows:
-        if row.get("status", "ok") in ("ok", "") and row.get(metric, "") not in ("", None):
+        if row.get("status", "complete") in ("complete", "") and row.get(metric, "") not in ("", None):
             arms.setdefault(str(row["value"]), []).append(float(row[metric]))
     return arms
 

@@ -16,7 +16,7 @@ def _write(path, method, param, arms):
         w.writerow(HEADER)
         for value, scores in arms.items():
             for seed, score in enumerate(scores):
-                w.writerow(["smoke", method, param, value, seed, score, score, score, 1, 512, "ok"])
+                w.writerow(["smoke", method, param, value, seed, score, score, score, 1, 512, "complete"])
 
 
 def test_verdict_rule():
