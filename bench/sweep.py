@@ -19,7 +19,7 @@ from bench.errors import SSLBenchError, choices
 from bench.io import atomic_write_text
 
 SWEEPS_DIR = Path(__file__).parent / "sweeps"
-COLUMNS = ["suite", "method", "param", "value", "seed", "knn_k20", "knn_k200", "linear", "seconds",
+COLUMNS = ["suite", "method", "parameter", "value", "seed", "knn_k20", "knn_k200", "linear", "seconds",
            "images_seen", "status"]
 SUITE_PARAMS = {"batch_size"}  # swept on the suite's train config, not on the method's hparams
 
@@ -119,7 +119,7 @@ def run_trial(spec: SweepSpec, root: Path, value, seed: int) -> dict:
     record = train(RunSpec(suite, spec.method, seed, hp, out, suite.device),
                    pretraining_view(data, suite.dataset.pretrain_subset), progress_bar=False)
     metrics = {r["protocol"]: r["value"] for r in evaluate_run(suite, out, data)}
-    row = {"suite": spec.suite, "method": spec.method, "param": spec.param, "value": value, "seed": seed,
+    row = {"suite": spec.suite, "method": spec.method, "parameter": spec.param, "value": value, "seed": seed,
            **{k: metrics.get(k, "") for k in ("knn_k20", "knn_k200", "linear")},
            "seconds": record["seconds"], "images_seen": record["images_seen"], "status": record["status"]}
     atomic_write_text(done, json.dumps(row))
@@ -132,9 +132,9 @@ def write_csv(spec: SweepSpec, root: Path, out: Path) -> list[dict]:
     for value in spec.values:
         for seed in spec.seeds:
             done = run_path(spec, root, value, seed) / "row.json"
-            rows.append(json.loads(done.read_text()) if done.is_file() else
-                        {"suite": spec.suite, "method": spec.method, "param": spec.param, "value": value,
-                         "seed": seed, "status": "missing"})
+            row = json.loads(done.read_text()) if done.is_file() else {"status": "missing"}
+            rows.append({**row, "suite": spec.suite, "method": spec.method, "parameter": spec.param,
+                         "value": value, "seed": seed})
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()

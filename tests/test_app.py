@@ -154,6 +154,9 @@ def test_ablations_render_sweeps_when_present(variant, use_root):
         {"suite": "smoke", "method": "simclr", "parameter": "temperature", "value": t, "seed": s,
          "knn_k20": 60 + 10 * t + s, "knn_k200": 55.0, "linear": 62 + 10 * t - s, "images_seen": 512,
          "seconds": 1.0, "status": "complete"} for t in (0.1, 0.5) for s in (0, 1)])
+    from bench.sweep import COLUMNS
+
+    assert set(sweep.columns) == set(COLUMNS)  # the columns `sslbench sweep` writes
     (variant / "results" / "ablations").mkdir()
     sweep.to_csv(variant / "results" / "ablations" / "simclr_temperature.csv", index=False)
     use_root(variant)
