@@ -25,7 +25,8 @@ def test_repro_then_noop_then_only_changed_method(tmp_path):
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
     (tmp_path / "results" / "ablations").mkdir(parents=True)  # the claims stage reads committed sweep CSVs
-    (tmp_path / "params.yaml").write_text("suite: smoke\nseeds: null\nsweeps: []\nmethods:\n  random: {}\n  simclr: {}\n")
+    (tmp_path / "params.yaml").write_text(
+        "suite: smoke\nseeds: null\nsweeps: []\nmethods:\n  random: {}\n  simclr: {}\n")
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     first = _dvc("repro", cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
