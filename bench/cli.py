@@ -49,7 +49,7 @@ def cmd_pretrain(args) -> None:
 
     suite, params = _context(args)
     for method in _methods(args, params):
-        pretrain(suite, params, method)
+        pretrain(suite, params, method, jobs=args.jobs)
 
 
 def cmd_evaluate(args) -> None:
@@ -57,7 +57,7 @@ def cmd_evaluate(args) -> None:
 
     suite, params = _context(args)
     for method in _methods(args, params):
-        rows = evaluate(suite, params, method)
+        rows = evaluate(suite, params, method, jobs=args.jobs)
         summary = ", ".join(f"{r['protocol']}={r['value']:.2f}" for r in rows if r["seed"] == rows[0]["seed"])
         print(f"{method}: {summary}")
 
@@ -96,8 +96,8 @@ def cmd_run(args) -> None:
     methods = _methods(args, params)
     prepare(suite)
     for method in methods:
-        pretrain(suite, params, method)
-        evaluate(suite, params, method)
+        pretrain(suite, params, method, jobs=args.jobs)
+        evaluate(suite, params, method, jobs=args.jobs)
     print_leaderboard(build_leaderboard(suite, methods), suite.name)
 
 
@@ -207,6 +207,12 @@ def _mean_std(mean: float, std: float) -> str:
     return f"{mean:.2f} ± {std:.2f}" if std == std else f"{mean:.2f} (1 seed)"
 
 
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sslbench", description=(
         "Reproducible self-supervised learning benchmark: pretrain every method under a matched "
@@ -224,11 +230,17 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     add("prepare", cmd_prepare, "cache the dataset and write the 1%%/10%% label splits", methods=False)
-    add("pretrain", cmd_pretrain, "pretrain methods to the suite's budget (resumes interrupted runs)")
-    add("evaluate", cmd_evaluate, "kNN and linear probe of pretrained backbones -> results/<suite>/rows")
+    for name, fn, text in (
+            ("pretrain", cmd_pretrain, "pretrain methods to the suite's budget (resumes interrupted runs)"),
+            ("evaluate", cmd_evaluate, "kNN, linear probe and fine-tuning of pretrained backbones "
+                                       "-> results/<suite>/rows"),
+            ("run", cmd_run, "all stages for all methods, in-process (no DVC)")):
+        add(name, fn, text).add_argument(
+            "--jobs", type=_count, default=0, metavar="N",
+            help="runs (seeds) side by side in N processes, the CPU cores shared between them "
+                 "(default 0: one per core on a CPU, one on a GPU)")
     add("leaderboard", cmd_leaderboard, "aggregate rows into results/<suite>/leaderboard.csv and print it")
     add("show", cmd_show, "print a suite's leaderboard (results/<suite>/leaderboard.csv)", methods=False)
-    add("run", cmd_run, "all stages for all methods, in-process (no DVC)")
     perf = add("perf", cmd_perf, "benchmark: step images/s vs the bare backbone, views, kNN, extraction")
     perf.add_argument("--device", choices=["cpu", "cuda"], help="override the suite's device")
     perf.add_argument("--profile", action="store_true",

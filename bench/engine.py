@@ -215,7 +215,20 @@ def _sigterm_as_interrupt() -> None:
         signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
-def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progress_bar: bool = True) -> dict:
+def pretraining_identity(suite: Suite) -> dict:
+    """What a pretraining run's identity covers: the suite minus its description, its
+    evaluation protocols and the CPU thread count, none of which change the weights it learns
+    (so adding a protocol, or running seeds side by side, re-uses finished runs). The
+    evaluation batch size stays: memory banks are filled in batches of that size."""
+    ident = asdict(suite)
+    ident.pop("description")
+    ident["eval"] = {"batch_size": suite.eval.batch_size}
+    ident["train"].pop("threads")
+    return ident
+
+
+def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progress_bar: bool = True,
+          bar_position: int | None = None) -> dict:
     """Train one (method, seed) run to its budget, resuming if a checkpoint exists.
 
     Returns the run record (also written to ``run.json``). A non-finite loss ends
@@ -223,7 +236,8 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
     """
     suite, out = spec.suite, spec.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    digest = config_hash(suite, spec.method, spec.seed, spec.hparams, code_digest(get_method(spec.method)))
+    digest = config_hash(pretraining_identity(suite), spec.method, spec.seed, spec.hparams,
+                         code_digest(get_method(spec.method)))
     record = read_record(out / RUN_JSON, strict=False)
     if record and record.get("config_hash") == digest and record.get("status") in ("complete", "diverged"):
         return record
@@ -274,7 +288,7 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
     status, diverged_step = "complete", None
     limit_seconds = suite.budget.value if suite.budget.unit == "seconds" else None
     bar = progress(total=total or None, initial=step, desc=f"{spec.method} seed{spec.seed}", unit="step",
-                   disable=not progress_bar)
+                   disable=not progress_bar, position=bar_position)
     t_start, t_window, window_start = time.perf_counter() - seconds, time.perf_counter(), step
 
     def progress_at(s: int) -> float:

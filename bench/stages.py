@@ -19,6 +19,7 @@ from bench.data import Dataset, label_fraction_split, load_cache, load_raw, pret
 from bench.engine import ENCODER, RUN_JSON, RunSpec, configure_threads, pick_device, read_record, train
 from bench.errors import SSLBenchError
 from bench.io import atomic_write_text, safe_torch_load
+from bench.parallel import job_plan, run_each
 from bench.results import leaderboard, make_rows, read_rows, write_leaderboard, write_rows
 from bench.views import ViewGenerator
 from evaluations.features import cached, extract, file_digest
@@ -68,17 +69,30 @@ def run_plan(suite: Suite, params: Params, method: str, runs: Path | None = None
 
 
 def pretrain(suite: Suite, params: Params, method: str, runs: Path | None = None,
-             progress_bar: bool = True) -> list[dict]:
-    """Train ``method`` for every backbone and seed; diverged runs are recorded, not raised."""
+             progress_bar: bool = True, jobs: int = 0) -> list[dict]:
+    """Train ``method`` for every backbone and seed; diverged runs are recorded, not raised.
+
+    Runs go side by side in ``jobs`` processes (0 = one per CPU core; see bench/parallel.py).
+    """
     plan = list(run_plan(suite, params, method, runs))  # refuses bad overrides before loading data
-    dataset = pretraining_view(dataset_for(suite), suite.dataset.pretrain_subset)
-    records = []
-    for sub, hp, seed, out in plan:
-        record = train(RunSpec(sub, method, seed, hp, out, suite.device), dataset, progress_bar=progress_bar)
-        tqdm.write(f"{method} ({sub.backbone.name}) seed {seed}: {record['status']}, {record['steps']} steps, "
-                   f"{record['images_seen']} images, {record['seconds']:.0f} s")
-        records.append(record)
+    jobs, threads = job_plan(jobs, len(plan), suite.device)
+    work = [(RunSpec(_with_threads(sub, threads), method, seed, hp, out, sub.device), progress_bar, i)
+            for i, (sub, hp, seed, out) in enumerate(plan)]
+    records = run_each(_pretrain_one, work, jobs, threads)
+    for record in records:
+        tqdm.write(f"{method} ({record['backbone']}) seed {record['seed']}: {record['status']}, "
+                   f"{record['steps']} steps, {record['images_seen']} images, {record['seconds']:.0f} s")
     return records
+
+
+def _with_threads(suite: Suite, threads: int) -> Suite:
+    return replace(suite, train=replace(suite.train, threads=threads)) if threads else suite
+
+
+def _pretrain_one(work) -> dict:
+    spec, progress_bar, position = work
+    dataset = pretraining_view(dataset_for(spec.suite), spec.suite.dataset.pretrain_subset)
+    return train(spec, dataset, progress_bar=progress_bar, bar_position=position)
 
 
 def load_encoder(run: Path) -> tuple[torch.nn.Module, dict]:
@@ -168,15 +182,20 @@ def semi_supervised(suite: Suite, run: Path, record: dict, dataset: Dataset, dev
     return out
 
 
-def evaluate(suite: Suite, params: Params, method: str, runs: Path | None = None) -> list[dict]:
-    configure_threads(suite.train.threads)
+def evaluate(suite: Suite, params: Params, method: str, runs: Path | None = None, jobs: int = 0) -> list[dict]:
+    """Every protocol for every run of ``method`` (runs side by side as in ``pretrain``)."""
     plan = list(run_plan(suite, params, method, runs))
-    dataset = dataset_for(suite)
-    rows = []
-    for sub, _, _, out in plan:
-        rows += evaluate_run(sub, out, dataset)
+    jobs, threads = job_plan(jobs, len(plan), suite.device)
+    configure_threads(threads)
+    work = [(_with_threads(sub, threads), out) for sub, _, _, out in plan]
+    rows = [row for run_rows in run_each(_evaluate_one, work, jobs, threads) for row in run_rows]
     write_rows(paths.rows_path(suite.name, method), rows)
     return rows
+
+
+def _evaluate_one(work) -> list[dict]:
+    suite, out = work
+    return evaluate_run(suite, out, dataset_for(suite))
 
 
 def build_leaderboard(suite: Suite, methods: list[str]):

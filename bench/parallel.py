@@ -1,0 +1,63 @@
+"""Independent runs (seeds, backbones) side by side on a multi-core CPU.
+
+Small convolutions keep two threads of one process waiting on each other; two processes
+of one thread each do not. Measured on the 2-core machine, the ``tiny`` suite's two
+seeds took 65.7 s one after the other (2 threads) and 39.9 s side by side (SimCLR),
+178 s and 106 s (DINO). Each run is the same computation either way; the thread count
+is not part of a run's identity.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable, Sequence
+
+import torch
+
+
+def cpu_cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def job_plan(requested: int, runs: int, device: str) -> tuple[int, int]:
+    """(processes, torch threads per process) for ``runs`` independent runs.
+
+    ``requested`` 0 means one process per core (at most one per run) on a CPU and a
+    single process on a GPU; the cores are shared out evenly between processes.
+    """
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if cuda and not requested:
+        return 1, 0
+    cores = cpu_cores()
+    jobs = max(1, min(requested or cores, runs, cores))
+    return jobs, (max(1, cores // jobs) if jobs > 1 else 0)
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def run_each(fn: Callable, items: Sequence, jobs: int, threads: int) -> list:
+    """``[fn(item) for item in items]``, in ``jobs`` processes when ``jobs`` > 1.
+
+    ``fn`` must be a module-level function. Ctrl-C or SIGTERM here sends SIGTERM to every
+    worker, which checkpoints its run and stops (a re-run resumes); a worker's error is
+    raised here once the pool is down.
+    """
+    if jobs <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    pool = multiprocessing.get_context("spawn").Pool(jobs, _init_worker, (threads,))
+    try:
+        pending = [pool.apply_async(fn, (item,)) for item in items]
+        results = [p.get() for p in pending]
+        pool.close()
+        return results
+    except BaseException:
+        pool.terminate()  # SIGTERM: each worker's run saves a checkpoint before it exits
+        raise
+    finally:
+        pool.join()
+        signal.signal(signal.SIGTERM, previous)
