@@ -49,7 +49,8 @@ def cmd_pretrain(args) -> None:
 
     suite, params = _context(args)
     for method in _methods(args, params):
-        pretrain(suite, params, method, jobs=args.jobs)
+        pretrain(suite, params, method, jobs=args.jobs, workers=args.workers,
+                 gpus_per_worker=args.gpus_per_worker)
 
 
 def cmd_evaluate(args) -> None:
@@ -96,7 +97,8 @@ def cmd_run(args) -> None:
     methods = _methods(args, params)
     prepare(suite)
     for method in methods:
-        pretrain(suite, params, method, jobs=args.jobs)
+        pretrain(suite, params, method, jobs=args.jobs, workers=args.workers,
+                 gpus_per_worker=args.gpus_per_worker)
         evaluate(suite, params, method, jobs=args.jobs)
     print_leaderboard(build_leaderboard(suite, methods), suite.name)
 
@@ -230,15 +232,23 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     add("prepare", cmd_prepare, "cache the dataset and write the 1%%/10%% label splits", methods=False)
+    parsers = {}
     for name, fn, text in (
             ("pretrain", cmd_pretrain, "pretrain methods to the suite's budget (resumes interrupted runs)"),
             ("evaluate", cmd_evaluate, "kNN, linear probe and fine-tuning of pretrained backbones "
                                        "-> results/<suite>/rows"),
             ("run", cmd_run, "all stages for all methods, in-process (no DVC)")):
-        add(name, fn, text).add_argument(
+        parsers[name] = add(name, fn, text)
+        parsers[name].add_argument(
             "--jobs", type=_count, default=0, metavar="N",
             help="runs (seeds) side by side in N processes, the CPU cores shared between them "
                  "(default 0: one per core on a CPU, one on a GPU)")
+    parsers["pretrain"].add_argument(
+        "--workers", type=_count, default=0, metavar="N",
+        help="each run as a Ray Train job of N data-parallel workers (RAY_ADDRESS joins a cluster; "
+             "otherwise a local Ray on 127.0.0.1)")
+    parsers["pretrain"].add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
+                                     help="GPUs per Ray Train worker (default 0: CPU workers, gloo)")
     add("leaderboard", cmd_leaderboard, "aggregate rows into results/<suite>/leaderboard.csv and print it")
     add("show", cmd_show, "print a suite's leaderboard (results/<suite>/leaderboard.csv)", methods=False)
     perf = add("perf", cmd_perf, "benchmark: step images/s vs the bare backbone, views, kNN, extraction")

@@ -27,6 +27,8 @@ from tqdm import tqdm
 from bench.backbones import build_backbone
 from bench.config import Suite, config_hash
 from bench.data import Dataset
+from bench.distributed import (all_finite, average_gradients, broadcast_state, convert_global_bn,
+                               rank as dist_rank, world_size as dist_world_size)
 from bench.errors import SSLBenchError
 from bench.io import atomic_torch_save, atomic_write_text, safe_torch_load
 from bench.optim import build_optimizer, lr_factor, set_lr
@@ -244,9 +246,13 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
     device = pick_device(spec.device)
     configure_threads(suite.train.threads)
     bs = suite.train.batch_size
+    world, rank = dist_world_size(), dist_rank()
     total = total_steps_for(suite, len(dataset.train))
     method = build_method(spec, dataset, total).to(device)
     cls = type(method)
+    if world > 1:
+        check_workers(cls, bs, world)
+        method = convert_global_bn(method)
     record = {
         "suite": suite.name, "method": spec.method, "seed": spec.seed, "backbone": suite.backbone.name,
         "backbone_cfg": {**asdict(suite.backbone), "in_channels": dataset.channels},
@@ -256,11 +262,12 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
         "device": str(device),
         "device_name": (torch.cuda.get_device_name() if device.type == "cuda"
                         else platform.processor() or platform.machine()),
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "git_rev": git_revision(),
+        "threads": torch.get_num_threads(), "workers": world, "torch": torch.__version__,
+        "git_rev": git_revision(),
         "dataset": dataset.name, "dataset_size": len(dataset.train),
     }
     if not cls.trains:
-        return _finish(out, method, record, steps=0, seconds=0.0, flops_per_step=0.0, status="complete")
+        return _finish(out, method, record, steps=0, seconds=0.0, flops_per_step=0.0, status="complete", rank=rank)
 
     views = ViewGenerator(method.views(suite.resolution), dataset.mean, dataset.std, device)
     optimizer = build_optimizer(method.optimizer_cfg(), method.param_groups(), bs)
@@ -271,9 +278,12 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
         method.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, seconds, flops_per_step = ckpt["step"], ckpt["seconds"], ckpt["flops_per_step"]
-        _trim_metrics(out / METRICS, step)
-    elif (out / METRICS).exists():
+        if rank == 0:
+            _trim_metrics(out / METRICS, step)
+    elif (out / METRICS).exists() and rank == 0:
         (out / METRICS).unlink()
+    if world > 1:
+        broadcast_state(method)
     _sigterm_as_interrupt()
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if suite.train.precision == "bf16"
                 else nullcontext())
@@ -288,7 +298,7 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
     status, diverged_step = "complete", None
     limit_seconds = suite.budget.value if suite.budget.unit == "seconds" else None
     bar = progress(total=total or None, initial=step, desc=f"{spec.method} seed{spec.seed}", unit="step",
-                   disable=not progress_bar, position=bar_position)
+                   disable=not progress_bar or rank != 0, position=bar_position)
     t_start, t_window, window_start = time.perf_counter() - seconds, time.perf_counter(), step
 
     def progress_at(s: int) -> float:
@@ -297,7 +307,7 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
         return min(1.0, s / total)
 
     try:
-        with (out / METRICS).open("a") as metrics:
+        with (out / METRICS).open("a") if rank == 0 else open(os.devnull, "w") as metrics:
             while True:
                 if limit_seconds is not None and time.perf_counter() - t_start >= limit_seconds:
                     break
@@ -306,8 +316,8 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
                 if stop_after is not None and step >= stop_after:
                     raise Interrupted(f"stopped after {step} steps")
                 set_lr(optimizer, lr_factor(progress_at(step), suite.train.warmup_fraction))
-                idx = sampler.indices(step)
-                gen = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + step)
+                idx = sampler.indices(step).chunk(world)[rank]  # this worker's share of the global batch
+                gen = torch.Generator(device=device).manual_seed((spec.seed * 1_000_003 + step) * world + rank)
                 batch = Batch(views(images[idx], gen), idx.to(device), labels[idx].to(device, non_blocking=True), gen)
 
                 optimizer.zero_grad(set_to_none=True)
@@ -317,9 +327,11 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
                 else:
                     result = _step(method, batch, autocast)
                 if device.type == "cpu" or (step + 1) % log_every == 0:
-                    if not torch.isfinite(result.loss).item():
+                    if not all_finite(result.loss):
                         status, diverged_step = "diverged", step
                         break
+                if world > 1:
+                    average_gradients(method)
                 method.before_optimizer_step(progress_at(step))
                 optimizer.step()
                 method.after_step(progress_at(step + 1))
@@ -338,11 +350,11 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
                     metrics.write(json.dumps(line) + "\n")
                     metrics.flush()
                     bar.set_postfix(loss=f"{line['loss']:.3f}", img_s=f"{rate:.0f}", refresh=False)
-                if step % ckpt_every == 0 and step != total:
+                if step % ckpt_every == 0 and step != total and rank == 0:
                     _save(out, method, optimizer, step, time.perf_counter() - t_start, flops_per_step, digest)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep the work done so far, then stop
         bar.close()
-        if status == "complete" and step:
+        if status == "complete" and step and rank == 0:
             _save(out, method, optimizer, step, time.perf_counter() - t_start, flops_per_step, digest)
         raise
     except BaseException:
@@ -350,10 +362,22 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
         raise
     bar.close()
     seconds = time.perf_counter() - t_start
-    if status == "complete":
+    if status == "complete" and rank == 0:
         _save(out, method, optimizer, step, seconds, flops_per_step, digest)
     record["diverged_step"] = diverged_step
-    return _finish(out, method, record, step, seconds, flops_per_step or 0.0, status, device)
+    return _finish(out, method, record, step, seconds, flops_per_step or 0.0, status, device, rank)
+
+
+def check_workers(cls: type[Method], batch_size: int, world: int) -> None:
+    if not cls.distributed:
+        from methods.registry import method_names
+
+        ready = ", ".join(n for n in method_names() if get_method(n).distributed)
+        raise SSLBenchError(f"method '{cls.name}' cannot run on several workers yet (its cross-batch state is "
+                            f"not gathered); methods that can: {ready}.")
+    if batch_size % world:
+        raise SSLBenchError(f"train.batch_size {batch_size} does not split over {world} workers; "
+                            f"use a multiple of {world}.")
 
 
 def _step(method: Method, batch: Batch, autocast):
@@ -371,8 +395,8 @@ def _save(out, method, optimizer, step, seconds, flops_per_step, digest) -> None
 
 
 def _finish(out: Path, method: Method, record: dict, steps: int, seconds: float, flops_per_step: float,
-            status: str, device: torch.device = torch.device("cpu")) -> dict:
-    atomic_torch_save(method.encoder.state_dict(), out / ENCODER)
+            status: str, device: torch.device = torch.device("cpu"), rank: int = 0) -> dict:
+    """Write the encoder and ``run.json`` (rank 0 only) and return the record."""
     bs = record["batch_size"]
     record.update({
         "status": status, "steps": steps, "images_seen": steps * bs, "seconds": round(seconds, 2),
@@ -380,5 +404,7 @@ def _finish(out: Path, method: Method, record: dict, steps: int, seconds: float,
         "peak_mem_mb": round(peak_memory_mb(device), 1),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
-    atomic_write_text(out / RUN_JSON, json.dumps(record, indent=2))
+    if rank == 0:
+        atomic_torch_save(method.encoder.state_dict(), out / ENCODER)
+        atomic_write_text(out / RUN_JSON, json.dumps(record, indent=2))
     return record

@@ -69,23 +69,30 @@ def run_plan(suite: Suite, params: Params, method: str, runs: Path | None = None
 
 
 def pretrain(suite: Suite, params: Params, method: str, runs: Path | None = None,
-             progress_bar: bool = True, jobs: int = 0) -> list[dict]:
+             progress_bar: bool = True, jobs: int = 0, workers: int = 0, gpus_per_worker: float = 0.0) -> list[dict]:
     """Train ``method`` for every backbone and seed; diverged runs are recorded, not raised.
 
-    Runs go side by side in ``jobs`` processes (0 = one per CPU core; see bench/parallel.py).
+    Runs go side by side in ``jobs`` processes (0 = one per CPU core; see bench/parallel.py),
+    or, with ``workers``, each run in turn as a Ray Train job of that many workers.
     """
     plan = list(run_plan(suite, params, method, runs))  # refuses bad overrides before loading data
-    jobs, threads = job_plan(jobs, len(plan), suite.device)
-    work = [(RunSpec(_with_threads(sub, threads), method, seed, hp, out, sub.device), progress_bar, i)
-            for i, (sub, hp, seed, out) in enumerate(plan)]
-    records = run_each(_pretrain_one, work, jobs, threads)
+    if workers:
+        from bench.ray_train import train_on_ray
+
+        records = [train_on_ray(RunSpec(sub, method, seed, hp, out, sub.device), workers, gpus_per_worker)
+                   for sub, hp, seed, out in plan]
+    else:
+        jobs, threads = job_plan(jobs, len(plan), suite.device)
+        work = [(RunSpec(with_threads(sub, threads), method, seed, hp, out, sub.device), progress_bar, i)
+                for i, (sub, hp, seed, out) in enumerate(plan)]
+        records = run_each(_pretrain_one, work, jobs, threads)
     for record in records:
         tqdm.write(f"{method} ({record['backbone']}) seed {record['seed']}: {record['status']}, "
                    f"{record['steps']} steps, {record['images_seen']} images, {record['seconds']:.0f} s")
     return records
 
 
-def _with_threads(suite: Suite, threads: int) -> Suite:
+def with_threads(suite: Suite, threads: int) -> Suite:
     return replace(suite, train=replace(suite.train, threads=threads)) if threads else suite
 
 
@@ -187,7 +194,7 @@ def evaluate(suite: Suite, params: Params, method: str, runs: Path | None = None
     plan = list(run_plan(suite, params, method, runs))
     jobs, threads = job_plan(jobs, len(plan), suite.device)
     configure_threads(threads)
-    work = [(_with_threads(sub, threads), out) for sub, _, _, out in plan]
+    work = [(with_threads(sub, threads), out) for sub, _, _, out in plan]
     rows = [row for run_rows in run_each(_evaluate_one, work, jobs, threads) for row in run_rows]
     write_rows(paths.rows_path(suite.name, method), rows)
     return rows

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from bench.distributed import gather_with_grad
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import barlow_twins_loss
 from methods.modules import mlp
@@ -57,6 +58,7 @@ class BarlowTwins(Method):
     family = "redundancy reduction"
     view_recipe = "byol"
     Hparams = BarlowTwinsHparams
+    distributed = True
 
     def __init__(self, backbone, hp, ctx):
         super().__init__(backbone, hp, ctx)
@@ -68,5 +70,5 @@ class BarlowTwins(Method):
     def training_step(self, batch: Batch) -> StepOutput:
         v1, v2 = batch.views[:2]
         z1, z2 = self.projector(self.backbone(v1)), self.projector(self.backbone(v2))
-        loss = barlow_twins_loss(z1, z2, self.lambd)
+        loss = barlow_twins_loss(gather_with_grad(z1), gather_with_grad(z2), self.lambd)
         return StepOutput(loss, {"lambda": torch.tensor(self.lambd)}, z1)

@@ -62,6 +62,9 @@ class Method(nn.Module):
     Hparams: ClassVar[type]
     trains: ClassVar[bool] = True
     deviation: ClassVar[str] = ""  # non-empty: results rows are flagged ``deviation``
+    # True once the method's cross-batch pieces (negatives, queues, banks, centers) are
+    # gathered over workers, so that ``--workers N`` trains what one process would.
+    distributed: ClassVar[bool] = False
 
     def __init__(self, backbone: nn.Module, hp, ctx: Context):
         super().__init__()

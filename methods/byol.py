@@ -42,6 +42,7 @@ class BYOL(Method):
     family = "self-distillation"
     view_recipe = "byol"
     Hparams = BYOLHparams
+    distributed = True
 
     def __init__(self, backbone, hp, ctx):
         super().__init__(backbone, hp, ctx)

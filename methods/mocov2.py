@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from bench.distributed import gather_with_grad
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import info_nce
 from methods.modules import FeatureQueue, ema_update, frozen_copy, mlp, scale_length, scale_momentum
@@ -49,6 +50,7 @@ class MomentumContrast(Method):
 
     Hparams = MoCoHparams
     family = "momentum contrastive"
+    distributed = True
 
     def __init__(self, backbone, hp, ctx):
         super().__init__(backbone, hp, ctx)
@@ -76,7 +78,7 @@ class MomentumContrast(Method):
         q = F.normalize(self.query(x_q).float(), dim=1)
         k = self.encode_keys(x_k, batch.generator)
         loss = info_nce(q, k, self.queue.keys.clone(), self.hp.temperature)
-        self._pending_keys = k
+        self._pending_keys = gather_with_grad(k)  # every worker's keys, in rank order
         return StepOutput(loss, {"momentum": torch.tensor(self.momentum)}, q)
 
     def after_step(self, progress: float) -> None:

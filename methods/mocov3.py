@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from bench.distributed import gather_with_grad
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import in_batch_info_nce
 from methods.modules import cosine_increase, ema_update, frozen_copy, mlp, scale_momentum
@@ -65,6 +66,7 @@ class MoCoV3(Method):
     family = "momentum contrastive"
     view_recipe = "byol"
     Hparams = MoCoV3Hparams
+    distributed = True
 
     def __init__(self, backbone, hp, ctx):
         super().__init__(backbone, hp, ctx)
@@ -91,6 +93,7 @@ class MoCoV3(Method):
         with torch.no_grad():
             k1, k2 = self.momentum_encoder(v1), self.momentum_encoder(v2)
         t = self.temperature
+        q1, q2, k1, k2 = (gather_with_grad(x) for x in (q1, q2, k1, k2))  # keys of every worker
         loss = in_batch_info_nce(q1, k2, t) + in_batch_info_nce(q2, k1, t)
         return StepOutput(loss, {"momentum": torch.tensor(self.m)}, z1)
 

@@ -23,4 +23,5 @@ class RandomInit(Method):
     paper = "baseline: untrained backbone (PyTorch default initialisation)"
     family = "baseline"
     Hparams = RandomHparams
+    distributed = True
     trains = False

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from bench.distributed import gather_with_grad
+
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import nt_xent
 from methods.modules import mlp
@@ -43,6 +45,7 @@ class SimCLR(Method):
     family = "end-to-end contrastive"
     view_recipe = "simclr"
     Hparams = SimCLRHparams
+    distributed = True
 
     def __init__(self, backbone, hp, ctx):
         super().__init__(backbone, hp, ctx)
@@ -56,5 +59,5 @@ class SimCLR(Method):
     def training_step(self, batch: Batch) -> StepOutput:
         # both views in one batch, as SimCLR's code does (its global BN sees all 2N views)
         z1, z2 = self.project(torch.cat(batch.views)).chunk(2)
-        loss = nt_xent(z1, z2, self.hp.temperature)
+        loss = nt_xent(gather_with_grad(z1), gather_with_grad(z2), self.hp.temperature)
         return StepOutput(loss, {}, z1)

@@ -51,6 +51,7 @@ class SimSiam(Method):
     family = "self-distillation"
     view_recipe = "mocov2"
     Hparams = SimSiamHparams
+    distributed = True
 
     def __init__(self, backbone, hp, ctx):
         super().__init__(backbone, hp, ctx)

@@ -30,6 +30,7 @@ class Supervised(Method):
     family = "baseline"
     view_recipe = "supervised"
     Hparams = SupervisedHparams
+    distributed = True
 
     def __init__(self, backbone, hp, ctx):
         super().__init__(backbone, hp, ctx)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bench.distributed import gather_with_grad
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import vicreg_terms
 from methods.modules import mlp
@@ -45,6 +46,7 @@ class VICReg(Method):
     family = "redundancy reduction"
     view_recipe = "byol"
     Hparams = VICRegHparams
+    distributed = True
 
     def __init__(self, backbone, hp, ctx):
         super().__init__(backbone, hp, ctx)
@@ -55,7 +57,7 @@ class VICReg(Method):
     def training_step(self, batch: Batch) -> StepOutput:
         v1, v2 = batch.views[:2]
         z1, z2 = self.projector(self.backbone(v1)), self.projector(self.backbone(v2))
-        t = vicreg_terms(z1, z2)
+        t = vicreg_terms(gather_with_grad(z1), gather_with_grad(z2))
         hp = self.hp
         loss = hp.sim_weight * t["invariance"] + hp.var_weight * t["variance"] + hp.cov_weight * t["covariance"]
         return StepOutput(loss, {k: v.detach() for k, v in t.items()}, z1)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from bench.distributed import gather_with_grad
+from tests.conftest import needs_fmnist
 
 
 def _nt_xent(z1, z2, t=0.5):
@@ -44,13 +46,112 @@ def test_gathered_loss_and_gradients_match_single_process():
     w.requires_grad_(True)
     loss = _nt_xent(x1 @ w, x2 @ w)
     loss.backward()
-    out = mp.get_context("fork").Manager().dict()  # fork: children need none of the parent's imports
+    out = mp.get_context("spawn").Manager().dict()
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.start_processes(_worker, args=(port, out), nprocs=2, start_method="fork")
+    mp.start_processes(_worker, args=(port, out), nprocs=2, start_method="spawn")
     for rank in (0, 1):
         torch.testing.assert_close(out[rank][0], loss.detach(), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(out[rank][1:], w.grad.flatten(), atol=1e-5, rtol=1e-5)
+
+
+# --- a whole method step: 2 workers x 4 images against 1 process x 8 images -------------
+
+def _method(name: str, overrides: dict):
+    from bench.backbones import BackboneCfg, build_backbone
+    from methods.base import Context
+    from methods.registry import get_method, resolve_hparams
+
+    torch.manual_seed(0)
+    backbone = build_backbone(BackboneCfg(name="resnet18", width=4, small_stem=True, in_channels=1))
+    ctx = Context(dataset_size=64, num_classes=10, batch_size=8, total_steps=10, resolution=16, in_channels=1)
+    return get_method(name)(backbone, resolve_hparams(name, overrides), ctx).train()
+
+
+def _views():
+    g = torch.Generator().manual_seed(1)
+    return [torch.randn(8, 1, 16, 16, generator=g) for _ in range(2)]
+
+
+def _step(method, views, part=slice(None)):
+    from methods.base import Batch
+
+    out = method.training_step(Batch([v[part] for v in views], torch.arange(8)[part], torch.zeros(8).long()[part]))
+    out.loss.backward()
+    return out.loss.detach()
+
+
+def _grads(method):
+    return torch.cat([p.grad.flatten() for _, p in sorted(method.named_parameters()) if p.grad is not None])
+
+
+def _method_worker(rank, port, name, overrides, out):
+    from bench.distributed import average_gradients, broadcast_state, convert_global_bn
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    method = convert_global_bn(_method(name, overrides))
+    broadcast_state(method)
+    loss = _step(method, _views(), slice(4 * rank, 4 * rank + 4))
+    dist.all_reduce(loss)
+    average_gradients(method)
+    method.after_step(0.5)
+    state = {k: v.clone() for k, v in method.state_dict().items()}
+    out[rank] = (loss / 2, _grads(method), state)
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("name,overrides", [
+    ("simclr", {}),
+    ("mocov2", {"shuffle_bn_groups": 1}),  # one BN group: the keys' statistics are the whole batch's
+    ("mocov3", {}),
+    ("byol", {}),
+    ("barlowtwins", {}),
+])
+def test_two_workers_train_what_one_process_trains(name, overrides):
+    """Same global batch: mean loss, averaged gradients and the state after the step (EMA
+    targets, MoCo's queue, BN running statistics) match one process, within float tolerance."""
+    import socket
+
+    method = _method(name, overrides)
+    loss = _step(method, _views())
+    grads = _grads(method)
+    method.after_step(0.5)
+    state = method.state_dict()
+    out = mp.get_context("spawn").Manager().dict()  # spawn: this process already ran OpenMP threads
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_method_worker, args=(port, name, overrides, out), nprocs=2, start_method="spawn")
+    for rank in (0, 1):
+        d_loss, d_grads, d_state = out[rank]
+        torch.testing.assert_close(d_loss, loss, atol=1e-5, rtol=1e-4)
+        scale = float(grads.abs().max().clamp(min=1.0))  # Barlow Twins' gradients reach the hundreds
+        torch.testing.assert_close(d_grads, grads, atol=1e-5 * scale, rtol=1e-3)
+        assert d_state.keys() == state.keys()
+        for key, value in state.items():
+            torch.testing.assert_close(d_state[key], value, atol=1e-5, rtol=1e-4, msg=f"{name}: {key}")
+
+
+@needs_fmnist
+def test_ray_train_job_writes_one_run(ray_cluster, workdir):
+    """``pretrain --workers 2``: a TorchTrainer job (gloo, loopback Ray) writes one run, from rank 0."""
+    import json
+
+    from bench.config import Params, load_suite
+    from bench.errors import SSLBenchError
+    from bench.stages import pretrain
+
+    suite = load_suite("smoke")
+    params = Params(suite="smoke", seeds=[0], methods={"simclr": {}, "swav": {}})
+    [record] = pretrain(suite, params, "simclr", workers=2)
+    run = workdir / "runs" / "smoke" / "simclr" / "seed0"
+    assert record["status"] == "complete" and record["workers"] == 2 and record["steps"] == 8
+    assert json.loads((run / "run.json").read_text())["workers"] == 2 and (run / "encoder.pt").is_file()
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6, 8]  # one writer: no line twice
+    with pytest.raises(SSLBenchError, match="cannot run on several workers yet"):
+        pretrain(suite, params, "swav", workers=2)
