@@ -13,8 +13,12 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import torch
+
+from bench.errors import SSLBenchError
 
 
 def cpu_cores() -> int:
@@ -44,20 +48,23 @@ def run_each(fn: Callable, items: Sequence, jobs: int, threads: int) -> list:
 
     ``fn`` must be a module-level function. Ctrl-C or SIGTERM here sends SIGTERM to every
     worker, which checkpoints its run and stops (a re-run resumes); a worker's error is
-    raised here once the pool is down.
+    raised here, and a worker that dies (killed, or unable to start) is an error, not a hang.
     """
     if jobs <= 1 or len(items) <= 1:
         return [fn(item) for item in items]
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    pool = multiprocessing.get_context("spawn").Pool(jobs, _init_worker, (threads,))
+    context = multiprocessing.get_context("spawn")
     try:
-        pending = [pool.apply_async(fn, (item,)) for item in items]
-        results = [p.get() for p in pending]
-        pool.close()
-        return results
-    except BaseException:
-        pool.terminate()  # SIGTERM: each worker's run saves a checkpoint before it exits
-        raise
+        with ProcessPoolExecutor(jobs, context, initializer=_init_worker, initargs=(threads,)) as pool:
+            futures = [pool.submit(fn, item) for item in items]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                for process in list(pool._processes.values()):  # no public terminate before 3.14
+                    process.terminate()  # SIGTERM: each worker's run saves a checkpoint
+                raise
+    except BrokenProcessPool as error:
+        raise SSLBenchError("a worker process died before its run finished; finished runs are "
+                            "kept and a re-run resumes the others.") from error
     finally:
-        pool.join()
         signal.signal(signal.SIGTERM, previous)

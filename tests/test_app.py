@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -31,8 +32,12 @@ def smoke_root(smoke_results):
 
 @pytest.fixture
 def use_root(monkeypatch):
-    """Point the app at a directory; app/ on sys.path as under `streamlit run`."""
+    """Point the app at a directory; app/ on sys.path as under `streamlit run`.
+
+    Streamlit's script runner installs the page as ``sys.modules["__main__"]`` and leaves
+    it there; restored afterwards, or later spawned processes would re-run the page."""
     monkeypatch.syspath_prepend(str(APP))
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
 
     def point(directory: Path) -> Path:
         monkeypatch.setenv("SSLBENCH_ROOT", str(directory))

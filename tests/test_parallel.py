@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -28,10 +29,16 @@ def _refuse(x: int) -> int:
     raise SSLBenchError(f"run {x} refused.")
 
 
+def _die(x: int) -> int:
+    os._exit(3)
+
+
 def test_run_each_keeps_order_and_raises_worker_errors():
     assert parallel.run_each(_square, [3, 1, 2], jobs=2, threads=1) == [9, 1, 4]
     with pytest.raises(SSLBenchError, match="refused"):
         parallel.run_each(_refuse, [1, 2], jobs=2, threads=1)
+    with pytest.raises(SSLBenchError, match="worker process died"):  # not a hang
+        parallel.run_each(_die, [1, 2], jobs=2, threads=1)
 
 
 @needs_fmnist
