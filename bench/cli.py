@@ -63,6 +63,16 @@ def cmd_evaluate(args) -> None:
         print(f"{method}: {summary}")
 
 
+def cmd_transfer(args) -> None:
+    from bench.transfer import transfer
+
+    suite, params = _context(args)
+    for method in _methods(args, params):
+        rows = transfer(suite, params, method, jobs=args.jobs)
+        summary = ", ".join(f"{r['protocol']}={r['value']:.2f}" for r in rows if r["seed"] == rows[0]["seed"])
+        print(f"{method}: {summary or 'no ResNet run to transfer'}")
+
+
 def cmd_leaderboard(args) -> None:
     from bench.stages import build_leaderboard
 
@@ -92,6 +102,7 @@ def cmd_show(args) -> None:
 def cmd_run(args) -> None:
     """All stages for all selected methods, in-process (what ``dvc repro`` does, without DVC)."""
     from bench.stages import build_leaderboard, evaluate, prepare, pretrain
+    from bench.transfer import transfer
 
     suite, params = _context(args)
     methods = _methods(args, params)
@@ -100,6 +111,8 @@ def cmd_run(args) -> None:
         pretrain(suite, params, method, jobs=args.jobs, workers=args.workers,
                  gpus_per_worker=args.gpus_per_worker)
         evaluate(suite, params, method, jobs=args.jobs)
+        if method in params.transfer:
+            transfer(suite, params, method, jobs=args.jobs)
     print_leaderboard(build_leaderboard(suite, methods), suite.name)
 
 
@@ -166,6 +179,14 @@ def cmd_claims(args) -> None:
     for row in rows:
         print(f"{row['verdict']:>15}  {row['claim']}")
     print(f"wrote {args.out}")
+
+
+def cmd_convert(args) -> None:
+    """A run's backbone in another framework's format (Detectron2: MoCo's key mapping)."""
+    from evaluations.detection.convert import write_detectron2
+
+    out = write_detectron2(Path(args.run), Path(args.out) if args.out else None)
+    print(f"wrote {out} (Detectron2: MODEL.WEIGHTS {out})")
 
 
 def cmd_methods(args) -> None:
@@ -237,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
             ("pretrain", cmd_pretrain, "pretrain methods to the suite's budget (resumes interrupted runs)"),
             ("evaluate", cmd_evaluate, "kNN, linear probe and fine-tuning of pretrained backbones "
                                        "-> results/<suite>/rows"),
+            ("transfer", cmd_transfer, "detection / instance-segmentation transfer (Mask R-CNN) of pretrained "
+                                       "backbones -> results/<suite>/rows/<method>-transfer.csv"),
             ("run", cmd_run, "all stages for all methods, in-process (no DVC)")):
         parsers[name] = add(name, fn, text)
         parsers[name].add_argument(
@@ -268,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument("--ablations", default="results/ablations", help="folder of sweep CSVs")
     claims.add_argument("--out", default="results/claims.csv", help="ledger CSV to write")
     claims.set_defaults(fn=cmd_claims)
+    convert = sub.add_parser("convert", help="write a run's ResNet backbone as Detectron2 weights (MoCo's key mapping)")
+    convert.add_argument("--to", required=True, choices=["detectron2"], help="target format")
+    convert.add_argument("run", metavar="RUN", help="run directory, e.g. runs/tiny/simclr/seed0")
+    convert.add_argument("-o", "--out", metavar="OUT", help="output pickle (default: RUN/detectron2.pkl)")
+    convert.set_defaults(fn=cmd_convert)
     sub.add_parser("methods", help="list registered methods").set_defaults(fn=cmd_methods)
     sub.add_parser("suites", help="list suites").set_defaults(fn=cmd_suites)
     return parser

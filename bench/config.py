@@ -84,10 +84,28 @@ class SemiCfg:
 
 
 @dataclass(frozen=True)
+class TransferCfg:
+    """Detection / instance-segmentation transfer (``evaluations/detection``) on generated scenes."""
+
+    canvas: int = field(default=64, metadata={"positive": True, "doc": "scene side in pixels"})
+    max_items: int = field(default=3, metadata={"positive": True, "doc": "1..max_items objects per scene"})
+    train_scenes: int = field(default=2000, metadata={"positive": True})
+    val_scenes: int = field(default=500, metadata={"positive": True})
+    data_root: str | None = field(default=None, metadata={"doc": "COCO-format train.json / val.json and images "
+                                                           "(VOC, COCO) instead of generated scenes"})
+    backend: str = field(default="torchvision", metadata={"choices": ("torchvision", "detectron2")})
+    iterations: int = field(default=200, metadata={"positive": True})
+    batch_size: int = field(default=8, metadata={"positive": True})
+    lr: float = field(default=0.02, metadata={"positive": True, "doc": "SGD, momentum 0.9, x batch/16"})
+    weight_decay: float = field(default=1.0e-4, metadata={"nonnegative": True})
+
+
+@dataclass(frozen=True)
 class EvalCfg:
     knn: KnnCfg = field(default_factory=KnnCfg)
     linear: LinearCfg = field(default_factory=LinearCfg)
     semi: SemiCfg = field(default_factory=SemiCfg)
+    transfer: TransferCfg = field(default_factory=TransferCfg)
     protocols: list[str] = field(default_factory=lambda: ["knn", "linear"],
                                  metadata={"choices_each": ("knn", "linear", "semi")})
     batch_size: int = field(default=1024, metadata={"positive": True, "doc": "feature extraction batch"})
@@ -180,6 +198,7 @@ class Params:
     seeds: list[int] | None = field(default=None, metadata={"nonnegative": True})
     methods: dict[str, dict] = field(default_factory=dict)
     sweeps: list[str] = field(default_factory=list, metadata={"doc": "bench/sweeps/*.yaml names run by dvc repro"})
+    transfer: list[str] = field(default_factory=list, metadata={"doc": "methods whose runs dvc repro transfers"})
 
 
 def load_params(path: Path = Path("params.yaml")) -> Params:
@@ -194,6 +213,10 @@ def load_params(path: Path = Path("params.yaml")) -> Params:
             raise SSLBenchError(f"unknown method '{method}' in '{path}'; valid choices are: {choices(method_names())}.")
         if not isinstance(overrides, dict):
             raise SSLBenchError(f"methods.{method} in '{path}' must be a mapping of overrides (use {{}} for none).")
+    for method in params.transfer:
+        if method not in params.methods:
+            raise SSLBenchError(f"transfer lists '{method}' in '{path}', which is not under methods; valid choices "
+                                f"are: {choices(params.methods)}.")
     specs = sorted(p.stem for p in (Path(__file__).parent / "sweeps").glob("*.yaml"))
     for name in params.sweeps:
         if name not in specs:

@@ -27,8 +27,9 @@ from tqdm import tqdm
 from bench.backbones import build_backbone
 from bench.config import Suite, config_hash
 from bench.data import Dataset
-from bench.distributed import (all_finite, average_gradients, broadcast_state, convert_global_bn,
-                               rank as dist_rank, world_size as dist_world_size)
+from bench.distributed import all_finite, average_gradients, broadcast_state, convert_global_bn
+from bench.distributed import rank as dist_rank
+from bench.distributed import world_size as dist_world_size
 from bench.errors import SSLBenchError
 from bench.io import atomic_torch_save, atomic_write_text, safe_torch_load
 from bench.optim import build_optimizer, lr_factor, set_lr

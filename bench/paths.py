@@ -13,6 +13,11 @@ def prepared_dir(suite: str) -> Path:
     return root() / "data" / suite
 
 
+def scenes_dir(suite: str) -> Path:
+    """Generated detection scenes: beside ``data/<suite>``, so pretraining's input is unchanged."""
+    return root() / "data" / f"{suite}-scenes"
+
+
 def method_dir(suite: str, method: str, runs: Path | None = None) -> Path:
     return (runs or root() / "runs") / suite / method
 
@@ -33,3 +38,7 @@ def rows_path(suite: str, method: str) -> Path:
 
 def features_cache(suite: str) -> Path:
     return root() / "runs" / ".features" / suite
+
+
+def transfer_rows_path(suite: str, method: str) -> Path:
+    return results_dir(suite) / "rows" / f"{method}-transfer.csv"

@@ -16,8 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.engine import RunSpec
-from bench.stages import with_threads
 from bench.errors import SSLBenchError
+from bench.stages import with_threads
 
 
 def _worker_loop(config: dict) -> None:

@@ -38,6 +38,11 @@ def prepare(suite: Suite) -> Path:
     for name, fraction in SEMI_FRACTIONS.items():
         idx = label_fraction_split(ds.train.labels, fraction, seed=0)
         atomic_write_text(out / "splits" / f"{name}.txt", "".join(f"{i}\n" for i in idx.tolist()))
+    paths.scenes_dir(suite.name).mkdir(parents=True, exist_ok=True)  # a DVC output even when empty
+    if suite.dataset.name == "fashion_mnist":  # bright items on black: their pixels are their masks
+        from evaluations.detection.scenes import prepare_scenes
+
+        prepare_scenes(ds, paths.scenes_dir(suite.name), suite.eval.transfer)
     return out
 
 
@@ -206,7 +211,8 @@ def _evaluate_one(work) -> list[dict]:
 
 
 def build_leaderboard(suite: Suite, methods: list[str]):
-    rows = read_rows([paths.rows_path(suite.name, m) for m in methods])
+    rows = read_rows([path for m in methods
+                      for path in (paths.rows_path(suite.name, m), paths.transfer_rows_path(suite.name, m))])
     board = leaderboard(rows)
     write_leaderboard(board, paths.results_dir(suite.name))
     return board

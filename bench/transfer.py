@@ -1,0 +1,83 @@
+"""The transfer stage: detection and instance segmentation on each run's backbone.
+
+``sslbench transfer`` (DVC: ``transfer@<method>``) fine-tunes a detector on the suite's
+scenes (``sslbench prepare`` writes them; ``eval.transfer.data_root`` points at a user's
+COCO-format VOC / COCO instead) and writes ``results/<suite>/rows/<method>-transfer.csv``
+with the protocol ids below, which the leaderboard reads beside the other rows.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from bench import paths
+from bench.config import Params, Suite
+from bench.engine import configure_threads, pick_device
+from bench.errors import SSLBenchError
+from bench.parallel import job_plan, run_each
+from bench.results import make_rows, write_rows
+from bench.stages import dataset_for, load_encoder, run_plan, with_threads
+
+TRANSFER_PROTOCOLS = ["det_box_ap", "det_box_ap50", "det_box_ap75", "seg_mask_ap"]
+
+
+def scenes_dir(suite: Suite) -> Path:
+    root = suite.eval.transfer.data_root
+    return Path(root) if root else paths.scenes_dir(suite.name)
+
+
+def transfer_run(suite: Suite, run: Path) -> list[dict]:
+    """The four AP values of one run (NaN when its pretraining diverged); [] for a ViT run."""
+    encoder, record = load_encoder(run)
+    if not record["backbone"].startswith("resnet"):
+        print(f"transfer: {run} skipped: detection transfer needs a ResNet backbone, not {record['backbone']}.")
+        return []
+    if record["status"] != "complete":
+        return make_rows(record, dict.fromkeys(TRANSFER_PROTOCOLS, math.nan), metric="ap")
+    cfg = suite.eval.transfer
+    if cfg.backend == "detectron2":
+        metrics = _detectron2(suite, run)
+    else:
+        from evaluations.detection.scenes import load_scenes
+        from evaluations.detection.torchvision_backend import transfer
+
+        dataset = dataset_for(suite)
+        where = scenes_dir(suite)
+        metrics = transfer(encoder, load_scenes(where, "train"), load_scenes(where, "val"), cfg, dataset.mean,
+                           dataset.std, record["seed"], pick_device(suite.device),
+                           desc=f"{record['method']} s{record['seed']} transfer")
+    return make_rows(record, {p: metrics[p] for p in TRANSFER_PROTOCOLS if p in metrics}, metric="ap")
+
+
+def _detectron2(suite: Suite, run: Path) -> dict[str, float]:
+    from evaluations.detection.convert import write_detectron2
+    from evaluations.detection.detectron2_backend import CONFIGS, run_detectron2
+
+    where, cfg = scenes_dir(suite), suite.eval.transfer
+    datasets = {split: (where / f"{split}.json", where / split) for split in ("train", "val")}
+    steps = f"({int(0.75 * cfg.iterations)},{int(0.92 * cfg.iterations)})"  # the torchvision backend's schedule
+    recipe = ["SOLVER.MAX_ITER", str(cfg.iterations), "SOLVER.IMS_PER_BATCH", str(cfg.batch_size),
+              "SOLVER.BASE_LR", str(cfg.lr * cfg.batch_size / 16), "SOLVER.STEPS", steps,
+              "SOLVER.WEIGHT_DECAY", str(cfg.weight_decay)]
+    return run_detectron2(CONFIGS / "scenes_R_18_FPN.yaml", write_detectron2(run), run / "detectron2", datasets,
+                          recipe)
+
+
+def transfer(suite: Suite, params: Params, method: str, runs: Path | None = None, jobs: int = 0) -> list[dict]:
+    """Transfer every run of ``method`` (side by side as in ``pretrain``); write its rows."""
+    if not scenes_dir(suite).is_dir():
+        raise SSLBenchError(f"no transfer data in '{scenes_dir(suite)}'; run `sslbench prepare --suite {suite.name}` "
+                            "(scenes are generated for fashion_mnist suites) or set eval.transfer.data_root.")
+    plan = list(run_plan(suite, params, method, runs))
+    jobs, threads = job_plan(jobs, len(plan), suite.device)
+    configure_threads(threads)
+    work = [(with_threads(sub, threads), out) for sub, _, _, out in plan]
+    rows = [row for run_rows in run_each(_transfer_one, work, jobs, threads) for row in run_rows]
+    write_rows(paths.transfer_rows_path(suite.name, method), rows)
+    return rows
+
+
+def _transfer_one(work) -> list[dict]:
+    suite, out = work
+    return transfer_run(suite, out)

@@ -1,0 +1,1 @@
+"""Detection and instance-segmentation transfer: scenes, converter, backends."""
