@@ -28,6 +28,8 @@ class DatasetCfg:
     )
     root: str | None = field(default=None, metadata={"doc": "where the user's copy lives"})
     classes_file: str | None = field(default=None, metadata={"doc": "ImageNet-100 class list (CMC's imagenet100.txt)"})
+    semi_lists: str | None = field(default=None, metadata={
+        "doc": "folder with SimCLR's 1percent.txt / 10percent.txt (ImageNet train file names)"})
     load_size: int = field(default=0, metadata={"nonnegative": True, "doc": "imagefolder: resize shorter side"})
     download: bool = field(default=False, metadata={"doc": "allow torchvision's downloader as a fallback"})
     pretrain_subset: int = field(default=0, metadata={
@@ -38,6 +40,7 @@ class DatasetCfg:
 class Split:
     images: torch.Tensor  # uint8 [N, C, H, W]
     labels: torch.Tensor  # int64 [N]
+    names: list[str] | None = None  # image file names (imagefolder), for published subset lists
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -152,7 +155,8 @@ def _imagefolder(cfg: DatasetCfg) -> tuple[Split, Split, str]:
         for n, (path, _) in enumerate(files):
             img = Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR)
             images[n] = torch.from_numpy(np.asarray(img)).permute(2, 0, 1)
-        splits.append(Split(images, torch.tensor([i for _, i in files], dtype=torch.int64)))
+        splits.append(Split(images, torch.tensor([i for _, i in files], dtype=torch.int64),
+                            [path.name for path, _ in files]))
     return splits[0], splits[1], str(root)
 
 
@@ -223,6 +227,34 @@ def label_fraction_split(labels: torch.Tensor, fraction: float, seed: int = 0) -
         count = max(1, round(len(idx) * fraction))
         picked.append(idx[torch.randperm(len(idx), generator=gen)[:count]])
     return torch.sort(torch.cat(picked)).values
+
+
+SIMCLR_LISTS = {"semi_1pct": "1percent.txt", "semi_10pct": "10percent.txt"}
+OWN_SPLIT = "sslbench class-balanced split, seed 0"
+
+
+def semi_split(train: Split, name: str, fraction: float, lists: str | None) -> tuple[torch.Tensor, str]:
+    """Indices of the ``name`` label split of ``train`` and where they come from.
+
+    With ``lists`` (a folder holding SimCLR's published ``1percent.txt`` / ``10percent.txt``,
+    one ImageNet train file name per line) the listed images that the split holds (an
+    ImageNet-100 suite keeps its classes' share); otherwise sslbench's own split.
+    """
+    if not lists:
+        return label_fraction_split(train.labels, fraction, seed=0), OWN_SPLIT
+    path = Path(lists).expanduser() / SIMCLR_LISTS[name]
+    if not path.is_file():
+        raise SSLBenchError(f"dataset.semi_lists: '{path}' is missing; put SimCLR's {SIMCLR_LISTS[name]} there "
+                            "or remove semi_lists to use sslbench's own split.")
+    if train.names is None:
+        raise SSLBenchError("dataset.semi_lists needs an imagefolder dataset (file names to match the lists).")
+    index = {file: i for i, file in enumerate(train.names)}
+    listed = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    found = sorted(index[file] for file in listed if file in index)
+    if not found:
+        raise SSLBenchError(f"none of the {len(listed)} files in '{path}' is in the train split; "
+                            "is dataset.root the ImageNet the lists were made for?")
+    return torch.tensor(found, dtype=torch.int64), f"SimCLR list {path.name} ({len(found)} of {len(listed)} files)"
 
 
 def pretraining_view(ds: Dataset, subset: int) -> Dataset:

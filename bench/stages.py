@@ -5,6 +5,7 @@ The CLI and DVC call these; each stage reads the previous one's files only.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +16,7 @@ from tqdm import tqdm
 from bench import paths
 from bench.backbones import BackboneCfg, backbone_preset, build_backbone
 from bench.config import Params, Suite
-from bench.data import Dataset, label_fraction_split, load_cache, load_raw, pretraining_view, save_cache
+from bench.data import OWN_SPLIT, Dataset, load_cache, load_raw, pretraining_view, save_cache, semi_split
 from bench.engine import ENCODER, RUN_JSON, RunSpec, configure_threads, pick_device, read_record, train
 from bench.errors import SSLBenchError
 from bench.io import atomic_write_text, safe_torch_load
@@ -35,9 +36,12 @@ def prepare(suite: Suite) -> Path:
     out = paths.prepared_dir(suite.name)
     ds = load_raw(suite.dataset)
     save_cache(ds, out)
+    sources = {}
     for name, fraction in SEMI_FRACTIONS.items():
-        idx = label_fraction_split(ds.train.labels, fraction, seed=0)
+        idx, sources[name] = semi_split(ds.train, name, fraction, suite.dataset.semi_lists)
         atomic_write_text(out / "splits" / f"{name}.txt", "".join(f"{i}\n" for i in idx.tolist()))
+    if suite.dataset.semi_lists:  # absent: sslbench's own splits
+        atomic_write_text(out / "splits" / "sources.json", json.dumps(sources, indent=1))
     paths.scenes_dir(suite.name).mkdir(parents=True, exist_ok=True)  # a DVC output even when empty
     if suite.dataset.name == "fashion_mnist":  # bright items on black: their pixels are their masks
         from evaluations.detection.scenes import prepare_scenes
@@ -151,7 +155,21 @@ def evaluate_run(suite: Suite, run: Path, dataset: Dataset) -> list[dict]:
                                          seed=record["seed"])["top1"]
     if "semi" in suite.eval.protocols:
         metrics.update(semi_supervised(suite, run, record, dataset, device))
-    return make_rows(record, metrics)
+    rows = make_rows(record, metrics)
+    label = own_split_label(suite)
+    for row in rows:
+        if label and row["protocol"] in SEMI_FRACTIONS:
+            row["deviation"] = "; ".join(filter(None, [row["deviation"], label]))
+    return rows
+
+
+def own_split_label(suite: Suite) -> str:
+    """The deviation label of an ImageNet-style suite fine-tuned on sslbench's own split, not SimCLR's lists."""
+    sources = paths.prepared_dir(suite.name) / "splits" / "sources.json"
+    if suite.dataset.name != "imagefolder":
+        return ""
+    own = not sources.is_file() or OWN_SPLIT in json.loads(sources.read_text()).values()
+    return "semi split: sslbench's own (SimCLR's lists not given)" if own else ""
 
 
 def finetune_start(suite: Suite, run: Path, record: dict, dataset: Dataset) -> tuple[torch.nn.Module, int]:

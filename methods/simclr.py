@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 import torch
 
 from bench.distributed import gather_with_grad
-
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import nt_xent
 from methods.modules import mlp

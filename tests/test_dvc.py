@@ -1,5 +1,6 @@
 """The DVC pipeline on the smoke suite: runs, is a no-op the second time, re-runs only what changed."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,8 @@ DVC = Path(sys.executable).with_name("dvc")
 
 
 def _dvc(*args, cwd):
-    return subprocess.run([str(DVC), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "PATH": f"{DVC.parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # stages call `sslbench`
+    return subprocess.run([str(DVC), *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
 
 
 @needs_fmnist
@@ -26,7 +28,7 @@ def test_repro_then_noop_then_only_changed_method(tmp_path):
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
     (tmp_path / "results" / "ablations").mkdir(parents=True)  # the claims stage reads committed sweep CSVs
     (tmp_path / "params.yaml").write_text(
-        "suite: smoke\nseeds: null\nsweeps: []\nmethods:\n  random: {}\n  simclr: {}\n")
+        "suite: smoke\nseeds: null\nsweeps: []\ntransfer: []\nmethods:\n  random: {}\n  simclr: {}\n")
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     first = _dvc("repro", cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -35,7 +37,7 @@ def test_repro_then_noop_then_only_changed_method(tmp_path):
     second = _dvc("repro", cwd=tmp_path)
     assert second.returncode == 0 and "Running stage" not in second.stdout, second.stdout
     (tmp_path / "params.yaml").write_text(
-        "suite: smoke\nseeds: null\nsweeps: []\nmethods:\n  random: {}\n  simclr: {temperature: 0.3}\n")
+        "suite: smoke\nseeds: null\nsweeps: []\ntransfer: []\nmethods:\n  random: {}\n  simclr: {temperature: 0.3}\n")
     status = _dvc("status", cwd=tmp_path).stdout
     assert "pretrain@simclr" in status and "pretrain@random" not in status and "evaluate@random" not in status
     metrics = _dvc("metrics", "show", cwd=tmp_path)

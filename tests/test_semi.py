@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 
+import pytest
 import torch
 
 from bench.config import SemiCfg, load_suite
@@ -77,3 +78,20 @@ def test_semi_rows_come_from_the_prepared_split_files(tmp_path, monkeypatch):
                    progress_bar=False)
     out = semi_supervised(suite, run, record, data, torch.device("cpu"))
     assert set(out) == {"semi_1pct", "semi_10pct"} and all(0 <= v <= 100 for v in out.values())
+
+
+def test_simclr_lists_pick_the_listed_files_and_say_so(tmp_path):
+    from bench.data import OWN_SPLIT, Split, semi_split
+    from bench.errors import SSLBenchError
+
+    names = [f"n0144{c}_{i}.JPEG" for c in range(2) for i in range(50)]
+    train = Split(torch.zeros(100, 3, 4, 4, dtype=torch.uint8), torch.arange(100) // 50, names)
+    (tmp_path / "1percent.txt").write_text("n01441_7.JPEG\nn01440_3.JPEG\nn09999_1.JPEG\n")  # one not in this subset
+    idx, source = semi_split(train, "semi_1pct", 0.01, str(tmp_path))
+    assert idx.tolist() == [3, 57] and source == "SimCLR list 1percent.txt (2 of 3 files)"
+    with pytest.raises(SSLBenchError, match="10percent.txt"):
+        semi_split(train, "semi_10pct", 0.1, str(tmp_path))
+    with pytest.raises(SSLBenchError, match="imagefolder"):
+        semi_split(Split(train.images, train.labels), "semi_1pct", 0.01, str(tmp_path))
+    own, source = semi_split(train, "semi_10pct", 0.1, None)  # no lists: the own split, labelled
+    assert source == OWN_SPLIT and len(own) == 10 and (train.labels[own] == 0).sum() == 5

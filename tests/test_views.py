@@ -24,13 +24,13 @@ def test_flip_mirrors_the_image():
 
 
 def test_views_have_the_spec_shapes_and_stay_in_range():
-    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=_gen(1))
     spec = recipe("byol", 24, small_crops=2, small_size=12)
     views = ViewGenerator(spec, (0.5,) * 3, (0.25,) * 3, torch.device("cpu"))(x, _gen())
     assert [tuple(v.shape) for v in views] == [(16, 3, 24, 24)] * 2 + [(16, 3, 12, 12)] * 2
     for aug in spec.crops:
         raw = augment(x.float() / 255, aug, _gen())
-        assert raw.min() >= 0 and raw.max() <= 1
+        assert raw.min() >= 0 and raw.max() <= 1 + 1e-6  # blur is a convex combination, up to rounding
 
 
 def test_each_sample_gets_its_own_parameters():
