@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-PER_METHOD = {"pretrain", "evaluate"}  # commands run method by method: one failure does not stop the others
+PER_METHOD = {"pretrain", "evaluate", "transfer"}  # commands run method by method: one failure does not stop the others
 
 
 def main(argv: list[str] | None = None) -> int:

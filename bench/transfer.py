@@ -37,7 +37,7 @@ def transfer_run(suite: Suite, run: Path) -> list[dict]:
         return make_rows(record, dict.fromkeys(TRANSFER_PROTOCOLS, math.nan), metric="ap")
     cfg = suite.eval.transfer
     if cfg.backend == "detectron2":
-        metrics = _detectron2(suite, run)
+        metrics = _detectron2(suite, run, record["seed"])
     else:
         from evaluations.detection.scenes import load_scenes
         from evaluations.detection.torchvision_backend import transfer
@@ -50,18 +50,24 @@ def transfer_run(suite: Suite, run: Path) -> list[dict]:
     return make_rows(record, {p: metrics[p] for p in TRANSFER_PROTOCOLS if p in metrics}, metric="ap")
 
 
-def _detectron2(suite: Suite, run: Path) -> dict[str, float]:
+def _detectron2(suite: Suite, run: Path, seed: int) -> dict[str, float]:
     from evaluations.detection.convert import write_detectron2
     from evaluations.detection.detectron2_backend import CONFIGS, run_detectron2
 
-    where, cfg = scenes_dir(suite), suite.eval.transfer
+    where = scenes_dir(suite)
     datasets = {split: (where / f"{split}.json", where / split) for split in ("train", "val")}
-    steps = f"({int(0.75 * cfg.iterations)},{int(0.92 * cfg.iterations)})"  # the torchvision backend's schedule
-    recipe = ["SOLVER.MAX_ITER", str(cfg.iterations), "SOLVER.IMS_PER_BATCH", str(cfg.batch_size),
-              "SOLVER.BASE_LR", str(cfg.lr * cfg.batch_size / 16), "SOLVER.STEPS", steps,
-              "SOLVER.WEIGHT_DECAY", str(cfg.weight_decay)]
     return run_detectron2(CONFIGS / "scenes_R_18_FPN.yaml", write_detectron2(run), run / "detectron2", datasets,
-                          recipe)
+                          _detectron2_recipe(suite.eval.transfer), seed=seed)
+
+
+def _detectron2_recipe(cfg) -> list[str]:
+    """The torchvision backend's schedule as Detectron2 overrides (``KEY VALUE`` pairs)."""
+    from evaluations.detection.torchvision_backend import warmup_iterations
+
+    steps = f"({int(0.75 * cfg.iterations)},{int(0.92 * cfg.iterations)})"
+    return ["SOLVER.MAX_ITER", str(cfg.iterations), "SOLVER.IMS_PER_BATCH", str(cfg.batch_size),
+            "SOLVER.BASE_LR", str(cfg.lr * cfg.batch_size / 16), "SOLVER.STEPS", steps,
+            "SOLVER.WEIGHT_DECAY", str(cfg.weight_decay), "SOLVER.WARMUP_ITERS", str(warmup_iterations(cfg.iterations))]
 
 
 def transfer(suite: Suite, params: Params, method: str, runs: Path | None = None, jobs: int = 0) -> list[dict]:

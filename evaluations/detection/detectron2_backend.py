@@ -17,6 +17,7 @@ upstream's builder refuses for R18/R34 (it requires 64 ``res2`` channels and has
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import pickle
@@ -104,13 +105,15 @@ def _match_trunk(cfg, weights: Path) -> None:
 
 
 def run_detectron2(config: Path, weights: Path, output_dir: Path, datasets: dict | None = None,
-                   overrides: list[str] | None = None) -> dict[str, float]:
+                   overrides: list[str] | None = None, seed: int = 0) -> dict[str, float]:
     """Train ``config`` from ``weights`` (a converted pickle) and evaluate it; AP values in %.
 
     ``datasets`` maps a split to ``(COCO json, image directory)``: ``"train"`` is trained on,
     the other splits are tested (the first one is evaluated); without it the config's own
-    (builtin) datasets are used. ``overrides`` are ``KEY VALUE`` pairs applied last.
-    Returns ``det_box_ap``, ``det_box_ap50``, ``det_box_ap75`` and, for Mask R-CNN, ``seg_mask_ap``.
+    (builtin) datasets are used. ``overrides`` are ``KEY VALUE`` pairs applied last. ``seed``
+    seeds Detectron2's RNGs (``SEED``), so a run repeats. The log of this run alone goes to
+    ``output_dir/log.txt`` (rewritten per run). Returns ``det_box_ap``, ``det_box_ap50``,
+    ``det_box_ap75`` and, for Mask R-CNN, ``seg_mask_ap``.
     """
     try:
         import detectron2  # noqa: F401
@@ -120,14 +123,12 @@ def run_detectron2(config: Path, weights: Path, output_dir: Path, datasets: dict
     from detectron2.config import get_cfg
     from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
     from detectron2.data.datasets import register_coco_instances
-    from detectron2.engine import DefaultTrainer
     from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator, inference_on_dataset
-    from detectron2.utils.logger import setup_logger
+    from detectron2.utils.env import seed_all_rng
 
     register_modules()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    setup_logger(output=str(output_dir), name="detectron2")
     cfg = get_cfg()
     cfg.merge_from_file(str(config))
     if not torch.cuda.is_available():
@@ -148,18 +149,60 @@ def run_detectron2(config: Path, weights: Path, output_dir: Path, datasets: dict
         cfg.DATASETS.TEST = tuple(names.values())
         cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(json.loads(Path(datasets["train"][0]).read_text())["categories"])
     cfg.merge_from_list(list(overrides or []))
-    cfg.MODEL.WEIGHTS, cfg.OUTPUT_DIR = str(weights), str(output_dir)
+    cfg.MODEL.WEIGHTS, cfg.OUTPUT_DIR, cfg.SEED = str(weights), str(output_dir), seed
     cfg.freeze()
 
-    trainer = DefaultTrainer(cfg)
-    trainer.resume_or_load(resume=False)
-    trainer.train()
-    test = cfg.DATASETS.TEST[0]
-    evaluator = (PascalVOCDetectionEvaluator(test) if test.startswith("voc_")
-                 else COCOEvaluator(test, output_dir=str(output_dir / "inference")))
-    results = inference_on_dataset(trainer.model, build_detection_test_loader(cfg, test), evaluator)
+    (output_dir / "metrics.json").unlink(missing_ok=True)  # Detectron2's JSONWriter appends
+    with _run_log(output_dir / "log.txt"):
+        seed_all_rng(seed)
+        trainer = _trainer_class()(cfg)
+        trainer.resume_or_load(resume=False)
+        trainer.train()
+        test = cfg.DATASETS.TEST[0]
+        evaluator = (PascalVOCDetectionEvaluator(test) if test.startswith("voc_")
+                     else COCOEvaluator(test, output_dir=str(output_dir / "inference")))
+        results = inference_on_dataset(trainer.model, build_detection_test_loader(cfg, test), evaluator)
     box = results["bbox"]
     metrics = {"det_box_ap": box["AP"], "det_box_ap50": box["AP50"], "det_box_ap75": box["AP75"]}
     if "segm" in results:
         metrics["seg_mask_ap"] = results["segm"]["AP"]
     return {k: float(v) for k, v in metrics.items()}
+
+
+def _trainer_class():
+    """Detectron2's ``DefaultTrainer`` writing console and ``metrics.json`` only (no TensorBoard,
+    which Detectron2 imports lazily and does not install)."""
+    from detectron2.engine import DefaultTrainer
+    from detectron2.utils.events import CommonMetricPrinter, JSONWriter
+
+    class Trainer(DefaultTrainer):
+        def build_writers(self):
+            return [CommonMetricPrinter(self.max_iter), JSONWriter(f"{self.cfg.OUTPUT_DIR}/metrics.json")]
+
+    return Trainer
+
+
+@contextlib.contextmanager
+def _run_log(path: Path):
+    """Detectron2's and fvcore's log records of one run to ``path``; the console handler once per process."""
+    import logging
+
+    from detectron2.utils.logger import setup_logger
+
+    loggers = [logging.getLogger(name) for name in ("detectron2", "fvcore")]
+    if not any(getattr(h, "sslbench_console", False) for h in loggers[0].handlers):
+        setup_logger(name="detectron2")
+        setup_logger(name="fvcore")
+        for logger in loggers:
+            for handler in logger.handlers:
+                handler.sslbench_console = True
+    handler = logging.FileHandler(path, mode="w")
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(name)s %(levelname)s: %(message)s"))
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+        handler.close()

@@ -92,6 +92,11 @@ def _flip(image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
     return image.flip(-1), {**target, "boxes": boxes, "masks": target["masks"].flip(-1)}
 
 
+def warmup_iterations(iterations: int) -> int:
+    """Linear warm-up length shared by both backends: a tenth of the run, at most 100 iterations."""
+    return min(100, iterations // 10)
+
+
 def lr_at(step: int, iterations: int, base: float, warmup: int) -> float:
     """Linear warm-up, then /10 at 75 % and 92 % of the iterations (MoCo's 18k / 22k of 24k)."""
     scale = min(1.0, (step + 1) / warmup) if warmup else 1.0
@@ -106,7 +111,7 @@ def train_detector(model: MaskRCNN, images: torch.Tensor, targets: list[dict], c
     params = [p for p in model.parameters() if p.requires_grad]
     base_lr = cfg.lr * cfg.batch_size / 16
     opt = torch.optim.SGD(params, lr=base_lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    warmup = min(100, cfg.iterations // 10)
+    warmup = warmup_iterations(cfg.iterations)
     model.to(device).train()
     losses = []
     for step in progress(range(cfg.iterations), desc=desc, unit="it"):
