@@ -83,8 +83,10 @@ def leaderboard_table(board: pd.DataFrame, families: dict[str, str], paper: pd.D
         "seeds": board["n_seeds"],
     })
     for p in protocols_in(board):
-        out[PROTOCOL_LABELS[p]] = [mean_std(m, s, n) for m, s, n in
-                                   zip(board[p], board.get(f"{p}_std", [None] * len(board)), board["n_seeds"])]
+        seeds = board.get(f"{p}_n", board["n_seeds"]).fillna(board["n_seeds"])  # fewer where a seed failed
+        out[PROTOCOL_LABELS[p]] = [mean_std(m, s, n) + (f" ({int(n)} of {int(total)} seeds)" if n < total else "")
+                                   for m, s, n, total in zip(board[p], board.get(f"{p}_std", [None] * len(board)),
+                                                             seeds, board["n_seeds"])]
     pub = published_linear(paper).set_index("method")
     out[PUBLISHED] = board["method"].map(pub[PUBLISHED]).astype("Float64")
     comparable = dataset == REFERENCE_DATASET and "linear" in board.columns
@@ -101,6 +103,7 @@ def leaderboard_table(board: pd.DataFrame, families: dict[str, str], paper: pd.D
     out["peak memory (MB)"] = board.get("peak_mem_mb")
     out["device"] = board.get("device")
     out["deviation"] = board.get("deviation", pd.Series("", index=board.index)).astype("string").fillna("")
+    out["notes"] = board.get("notes", pd.Series("", index=board.index)).astype("string").fillna("")
     return out[[c for c in out.columns if c != PUBLISHED_SOURCE] + [PUBLISHED_SOURCE]]  # long text last
 
 

@@ -221,7 +221,11 @@ def print_leaderboard(board, suite_name: str) -> None:
         cells += [_mean_std(row[p], row[p + "_std"]) for p in protocols]
         cells += [str(row["n_seeds"]), f"{row['images_seen']:.0f}", f"{row['seconds']:.0f}", row["status"]]
         table.add_row(*cells)
-    Console(width=160).print(table)
+    console = Console(width=160)
+    console.print(table)
+    for _, row in board.iterrows():
+        if isinstance(row.get("notes"), str) and row["notes"]:
+            console.print(f"note: {row['method']} ({row['backbone']}): {row['notes']}")
 
 
 def _mean_std(mean: float, std: float) -> str:

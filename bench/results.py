@@ -79,26 +79,44 @@ def _worst(statuses) -> str:
     return max(found, key=lambda s: STATUS_ORDER.index(s) if s in STATUS_ORDER else 0) if found else "complete"
 
 
+PRIMARY = ("knn", "linear", "semi")  # the protocols a method's status is read from
+
+
 def leaderboard(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, backbone): mean and std over seeds per protocol, cost, status."""
+    """One row per (method, backbone): mean and std over seeds per protocol, cost, status.
+
+    The status comes from the pretrained runs (their kNN / linear / semi rows); a protocol
+    measured on fewer seeds than the method has (a transfer fine-tune that diverged, say)
+    gets a ``<protocol>_n`` seed count and a line in ``notes`` naming the seeds and why.
+    """
     if rows.empty:
         return pd.DataFrame(columns=["rank", "method", "backbone", "status", "n_seeds"])
     out = []
     for (method, backbone), group in rows.groupby(["method", "backbone"], sort=False):
         families = group["family"].dropna() if "family" in group else []
+        n_seeds = group["seed"].nunique()
         entry = {"method": method, "family": families.iloc[0] if len(families) else "",
-                 "backbone": backbone, "n_seeds": group["seed"].nunique()}
-        status = _worst(group["status"])
+                 "backbone": backbone, "n_seeds": n_seeds}
+        primary = group[group["protocol"].astype(str).str.startswith(PRIMARY)]
+        status = _worst((primary if len(primary) else group)["status"])
         deviation = next((d for d in group["deviation"] if isinstance(d, str) and d), "")
         entry["status"] = "deviation" if status == "complete" and deviation else status
         entry["deviation"] = deviation
+        notes = {}
         for protocol in PROTOCOLS:
-            values = group.loc[(group["protocol"] == protocol) & (group["metric"] == "top1")
-                               if protocol.startswith(("knn", "linear", "semi")) else
-                               (group["protocol"] == protocol), "value"].dropna()
+            chosen = group.loc[(group["protocol"] == protocol) & (group["metric"] == "top1")
+                               if protocol.startswith(PRIMARY) else (group["protocol"] == protocol)]
+            values = chosen["value"].dropna()
             if len(values):
                 entry[protocol] = round(values.mean(), 2)
                 entry[f"{protocol}_std"] = round(values.std(ddof=1), 2) if len(values) > 1 else math.nan
+            missing = chosen[chosen["value"].isna()]
+            if len(chosen) and len(missing):
+                entry[f"{protocol}_n"] = len(values)
+                why = ", ".join(f"seed {int(r.seed)} {r.status if r.status != 'complete' else 'no value'}"
+                                for r in missing.itertuples())
+                notes.setdefault(why, []).append(protocol)
+        entry["notes"] = "; ".join(f"{', '.join(ps)}: {why}" for why, ps in notes.items())
         per_seed = group.drop_duplicates("seed")
         for col in COST_COLUMNS:
             entry[col] = per_seed[col].mean()

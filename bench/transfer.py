@@ -47,7 +47,11 @@ def transfer_run(suite: Suite, run: Path) -> list[dict]:
         metrics = transfer(encoder, load_scenes(where, "train"), load_scenes(where, "val"), cfg, dataset.mean,
                            dataset.std, record["seed"], pick_device(suite.device),
                            desc=f"{record['method']} s{record['seed']} transfer")
-    return make_rows(record, {p: metrics[p] for p in TRANSFER_PROTOCOLS if p in metrics}, metric="ap")
+    values = {p: metrics[p] for p in TRANSFER_PROTOCOLS if p in metrics}
+    if any(math.isnan(v) for v in values.values()):  # the detector's fine-tune diverged, not the run
+        print(f"transfer: {run}: the detector's loss became NaN; its rows are marked 'diverged'.")
+        record = {**record, "status": "diverged"}
+    return make_rows(record, values, metric="ap")
 
 
 def _detectron2(suite: Suite, run: Path, seed: int) -> dict[str, float]:

@@ -53,3 +53,23 @@ def test_leaderboard_aggregates_seeds_and_shows_worst_status():
     assert board.loc["a", "linear"] == 55.0 and round(board.loc["a", "linear_std"], 2) == 7.07
     assert board.loc["a", "status"] == "diverged" and board.loc["b", "status"] == "deviation"
     assert board.loc["b", "rank"] == 1
+
+
+def test_a_failed_transfer_seed_is_counted_and_named_but_keeps_the_method_status():
+    import math
+
+    import pandas as pd
+
+    from bench.results import leaderboard
+
+    base = {"family": "x", "backbone": "resnet18", "deviation": "", "images_seen": 1, "steps": 1, "seconds": 1.0,
+            "flops": 1.0, "peak_mem_mb": 1.0, "device": "cpu", "method": "m"}
+    rows = [{**base, "seed": s, "protocol": "linear", "metric": "top1", "value": 70.0 + s, "status": "complete"}
+            for s in (0, 1)]
+    rows += [{**base, "seed": 0, "protocol": "det_box_ap", "metric": "ap", "value": math.nan, "status": "diverged"},
+             {**base, "seed": 1, "protocol": "det_box_ap", "metric": "ap", "value": 30.0, "status": "complete"}]
+    board = leaderboard(pd.DataFrame(rows)).iloc[0]
+    assert board["status"] == "complete" and board["n_seeds"] == 2
+    assert board["det_box_ap"] == 30.0 and math.isnan(board["det_box_ap_std"]) and board["det_box_ap_n"] == 1
+    assert board["notes"] == "det_box_ap: seed 0 diverged"
+    assert "linear_n" not in board or math.isnan(board["linear_n"])
