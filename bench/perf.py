@@ -5,7 +5,9 @@ multi-crop views counted by pixels relative to a global crop), images/s of the
 bare backbone's supervised step at the same batch and resolution, their ratio
 (efficiency), view generation alone, and peak memory. Also the time of a kNN
 over 60k x 10k features of dimension 512 and of feature extraction.
-Warm-up steps first, then several timed repeats; the median is reported.
+Warm-up steps first, then several timed repeats; the median is reported. The method's
+step and the bare backbone's step alternate within one loop, so that a drift of the
+machine's speed (a shared host) moves both and not their ratio.
 """
 
 from __future__ import annotations
@@ -46,6 +48,22 @@ def _median_rate(fn, items: float, warmup: int, repeats: int, sync) -> float:
     return items / statistics.median(times)
 
 
+def _interleaved_medians(fns, warmup: int, repeats: int, sync) -> list[float]:
+    """Median seconds of each of ``fns``, timed in turn within each repeat."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, seconds in zip(fns, times):
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            seconds.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
 def _sync(device: torch.device):
     return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
@@ -79,16 +97,18 @@ def _training_step(suite: Suite, dataset: Dataset, method: str):
     return train_step, model, spec, lambda: views(images, gen), device
 
 
-def method_row(suite: Suite, dataset: Dataset, method: str, warmup: int = 3, repeats: int = 7) -> dict:
+def method_row(suite: Suite, dataset: Dataset, method: str, warmup: int = 3, repeats: int = 15) -> dict:
     train_step, model, spec, make_views, device = _training_step(suite, dataset, method)
     bs = suite.train.batch_size
     sync = _sync(device)
     view_units = spec.pixels_per_image() / (spec.crops[0].size ** 2)
     row = {"method": method, "batch_size": bs, "resolution": suite.resolution, "views": spec.count,
            "view_units": round(view_units, 2)}
-    row["step_images_per_s"] = _median_rate(train_step, bs * view_units, warmup, repeats, sync)
+    bare_step = backbone_step(model.encoder, dataset, suite, device)
+    step_s, bare_s = _interleaved_medians([train_step, bare_step], warmup, repeats, sync)
+    row["step_images_per_s"] = bs * view_units / step_s
     row["views_per_s"] = _median_rate(make_views, bs * view_units, warmup, repeats, sync)
-    row["backbone_images_per_s"] = backbone_rate(model.encoder, dataset, suite, device, warmup, repeats)
+    row["backbone_images_per_s"] = bs / bare_s
     row["efficiency"] = row["step_images_per_s"] / row["backbone_images_per_s"]
     row["views_over_step"] = row["views_per_s"] / row["step_images_per_s"]
     row["peak_mem_mb"] = peak_memory_mb(device)
@@ -112,8 +132,7 @@ def profile_method(suite: Suite, dataset: Dataset, method: str, steps: int = 5, 
     return prof.key_averages().table(sort_by=sort, row_limit=rows)
 
 
-def backbone_rate(encoder: torch.nn.Module, dataset: Dataset, suite: Suite, device: torch.device,
-                  warmup: int, repeats: int) -> float:
+def backbone_step(encoder: torch.nn.Module, dataset: Dataset, suite: Suite, device: torch.device):
     """The ceiling: a supervised step of the bare backbone (+ linear classifier) on one plain view."""
     import copy
 
@@ -135,7 +154,7 @@ def backbone_rate(encoder: torch.nn.Module, dataset: Dataset, suite: Suite, devi
         F.cross_entropy(logits.float(), y).backward()
         opt.step()
 
-    return _median_rate(step, bs, warmup, repeats, _sync(device))
+    return step
 
 
 def evaluation_row(suite: Suite, dataset: Dataset, encoder: torch.nn.Module) -> dict:
@@ -158,7 +177,7 @@ def evaluation_row(suite: Suite, dataset: Dataset, encoder: torch.nn.Module) -> 
 
 
 def run_perf(suite: Suite, dataset: Dataset, methods: list[str], out_dir: Path,
-             warmup: int = 3, repeats: int = 7) -> pd.DataFrame:
+             warmup: int = 3, repeats: int = 15) -> pd.DataFrame:
     rows = []
     for method in methods:
         rows.append(method_row(suite, dataset, method, warmup, repeats))
