@@ -28,9 +28,14 @@ def _data():
     return torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g), torch.randn(5, 3, generator=g)
 
 
-def _worker(rank, port, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+def _join(rank: int, store: str) -> None:
+    """Two-rank gloo group through a file store: no TCP store server; gloo's pairs on loopback."""
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+
+
+def _worker(rank, store, out):
+    _join(rank, store)
     x1, x2, w = _data()
     w.requires_grad_(True)
     part = slice(4 * rank, 4 * rank + 4)
@@ -41,18 +46,13 @@ def _worker(rank, port, out):
     dist.destroy_process_group()
 
 
-def test_gathered_loss_and_gradients_match_single_process():
+def test_gathered_loss_and_gradients_match_single_process(tmp_path):
     x1, x2, w = _data()
     w.requires_grad_(True)
     loss = _nt_xent(x1 @ w, x2 @ w)
     loss.backward()
     out = mp.get_context("spawn").Manager().dict()
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_worker, args=(port, out), nprocs=2, start_method="spawn")
+    mp.start_processes(_worker, args=(str(tmp_path / "store"), out), nprocs=2, start_method="spawn")
     for rank in (0, 1):
         torch.testing.assert_close(out[rank][0], loss.detach(), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(out[rank][1:], w.grad.flatten(), atol=1e-5, rtol=1e-5)
@@ -88,11 +88,10 @@ def _grads(method):
     return torch.cat([p.grad.flatten() for _, p in sorted(method.named_parameters()) if p.grad is not None])
 
 
-def _method_worker(rank, port, name, overrides, out):
+def _method_worker(rank, store, name, overrides, out):
     from bench.distributed import average_gradients, broadcast_state, convert_global_bn
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    _join(rank, store)
     method = convert_global_bn(_method(name, overrides))
     broadcast_state(method)
     loss = _step(method, _views(), slice(4 * rank, 4 * rank + 4))
@@ -111,21 +110,17 @@ def _method_worker(rank, port, name, overrides, out):
     ("byol", {}),
     ("barlowtwins", {}),
 ])
-def test_two_workers_train_what_one_process_trains(name, overrides):
+def test_two_workers_train_what_one_process_trains(name, overrides, tmp_path):
     """Same global batch: mean loss, averaged gradients and the state after the step (EMA
     targets, MoCo's queue, BN running statistics) match one process, within float tolerance."""
-    import socket
-
     method = _method(name, overrides)
     loss = _step(method, _views())
     grads = _grads(method)
     method.after_step(0.5)
     state = method.state_dict()
     out = mp.get_context("spawn").Manager().dict()  # spawn: this process already ran OpenMP threads
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_method_worker, args=(port, name, overrides, out), nprocs=2, start_method="spawn")
+    mp.start_processes(_method_worker, args=(str(tmp_path / "store"), name, overrides, out), nprocs=2,
+                       start_method="spawn")
     for rank in (0, 1):
         d_loss, d_grads, d_state = out[rank]
         torch.testing.assert_close(d_loss, loss, atol=1e-5, rtol=1e-4)
