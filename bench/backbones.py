@@ -20,7 +20,9 @@ from bench.errors import SSLBenchError, choices
 class BackboneCfg:
     name: str = field(default="resnet18", metadata={"choices": ("resnet18", "resnet50", "vit_tiny", "vit_small")})
     width: int = field(default=64, metadata={"positive": True, "doc": "channels of the stem (64 = torchvision)"})
-    small_stem: bool = field(default=False, metadata={"doc": "3x3 stride-1 stem, no max-pool (CIFAR-style)"})
+    small_stem: bool = field(default=False, metadata={"doc": "3x3 stem, no max-pool (CIFAR-style)"})
+    stem_stride: int = field(default=1, metadata={"choices": (1, 2), "doc": "small stem only: 1 keeps full "
+                                                  "resolution in layer1 (CIFAR), 2 halves it (2.7x cheaper at 28 px)"})
     in_channels: int = field(default=3, metadata={"positive": True})
     patch_size: int = field(default=4, metadata={"positive": True, "doc": "ViT only: 4 for 28-32 px, 16 at 224 px"})
     image_size: int = field(default=32, metadata={"positive": True, "doc": "ViT only: resolution of the learned "
@@ -39,11 +41,12 @@ class ResNetTrunk(nn.Module):
         net = resnet.ResNet(block, layers, width_per_group=64)
         _rescale_width(net, block, layers, cfg.width)
         if cfg.small_stem or cfg.in_channels != 3:
-            k, s, p = (3, 1, 1) if cfg.small_stem else (7, 2, 3)
+            k, s, p = (3, cfg.stem_stride, 1) if cfg.small_stem else (7, 2, 3)
             net.conv1 = nn.Conv2d(cfg.in_channels, cfg.width, k, s, p, bias=False)
         if cfg.small_stem:
             net.maxpool = nn.Identity()
         net.fc = nn.Identity()
+        _torchvision_init(net)  # the rebuilt stem and stages would otherwise keep PyTorch's default init
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         self.avgpool = net.avgpool
@@ -74,6 +77,16 @@ def _rescale_width(net: resnet.ResNet, block, layers, width: int) -> None:
     net.layer2 = net._make_layer(block, width * 2, layers[1], stride=2)
     net.layer3 = net._make_layer(block, width * 4, layers[2], stride=2)
     net.layer4 = net._make_layer(block, width * 8, layers[3], stride=2)
+
+
+def _torchvision_init(net: nn.Module) -> None:
+    """torchvision's ResNet init (He et al. 2015): Kaiming-normal fan-out convolutions, BN weight 1, bias 0."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 BACKBONES = {"resnet18": ResNetTrunk, "resnet50": ResNetTrunk}

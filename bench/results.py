@@ -20,7 +20,7 @@ from bench.io import atomic_write_text, file_lock
 
 ROW_COLUMNS = [
     "suite", "method", "family", "backbone", "seed", "protocol", "metric", "value", "status", "deviation",
-    "images_seen", "steps", "seconds", "flops", "peak_mem_mb", "device", "git_rev", "config_hash",
+    "images_seen", "steps", "seconds", "flops", "peak_mem_mb", "device", "precision", "git_rev", "config_hash",
 ]
 PROTOCOLS = ["knn_k20", "knn_k200", "linear", "semi_1pct", "semi_10pct",
              "det_box_ap", "det_box_ap50", "det_box_ap75", "seg_mask_ap"]
@@ -121,6 +121,8 @@ def leaderboard(rows: pd.DataFrame) -> pd.DataFrame:
         for col in COST_COLUMNS:
             entry[col] = per_seed[col].mean()
         entry["device"] = ",".join(sorted(set(per_seed["device"].astype(str))))
+        precisions = per_seed["precision"].dropna().astype(str) if "precision" in per_seed else []
+        entry["precision"] = ",".join(sorted(set(precisions)))
         out.append(entry)
     board = pd.DataFrame(out)
     key = next((p for p in ("linear", "knn_k20") if p in board), None)
@@ -128,6 +130,17 @@ def leaderboard(rows: pd.DataFrame) -> pd.DataFrame:
         board = board.sort_values(key, ascending=False, na_position="last")
         board.insert(0, "rank", board[key].rank(ascending=False, method="min").astype("Int64"))
     return board.reset_index(drop=True)
+
+
+def mixed_precision(board: pd.DataFrame) -> str:
+    """A sentence when the board's rows were trained in more than one precision, else ''."""
+    if "precision" not in board:
+        return ""
+    found = sorted({p for cell in board["precision"].dropna().astype(str) for p in cell.split(",") if p})
+    if len(found) < 2:
+        return ""
+    return (f"this board mixes precisions ({', '.join(found)}): compare rows of one precision only "
+            "(the 'precision' column says which).")
 
 
 def write_leaderboard(board: pd.DataFrame, directory: Path) -> None:
