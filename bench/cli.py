@@ -40,8 +40,41 @@ def _methods(args, params) -> list[str]:
 def cmd_prepare(args) -> None:
     from bench.stages import prepare
 
-    suite, _ = _context(args)
+    suite, params = _context(args)
     print(f"prepared {suite.dataset.name} for suite '{suite.name}' in {prepare(suite)}")
+    if params.methods:
+        _print_estimate(suite, params)
+
+
+def _print_estimate(suite, params) -> None:
+    """Calibrate this host (a few seconds) and print the pipeline's expected wall time."""
+    from bench.data import pretraining_view
+    from bench.estimate import summary, write_estimate
+    from bench.stages import dataset_for
+
+    dataset = dataset_for(suite)
+    estimate = write_estimate(suite, params, dataset, pretraining_view(dataset, suite.dataset.pretrain_subset))
+    print(summary(estimate), flush=True)
+
+
+def _announce(suite, params, method: str, stage: str) -> None:
+    """One line before a method's stage: which method of how many, time for it and left in all."""
+    from bench.estimate import progress_line, read_estimate
+
+    if method not in params.methods:
+        return
+    if stage == "pretrain" and read_estimate(suite) is None:
+        _print_estimate(suite, params)
+    line = progress_line(suite, params, method, stage)
+    if line:
+        print(line, flush=True)
+
+
+def cmd_estimate(args) -> None:
+    suite, params = _context(args)
+    if not params.methods:
+        raise SSLBenchError(f"params file '{args.params}' lists no methods to estimate.")
+    _print_estimate(suite, params)
 
 
 def cmd_pretrain(args) -> None:
@@ -49,6 +82,7 @@ def cmd_pretrain(args) -> None:
 
     suite, params = _context(args)
     for method in _methods(args, params):
+        _announce(suite, params, method, "pretrain")
         pretrain(suite, params, method, jobs=args.jobs, workers=args.workers,
                  gpus_per_worker=args.gpus_per_worker)
 
@@ -58,6 +92,7 @@ def cmd_evaluate(args) -> None:
 
     suite, params = _context(args)
     for method in _methods(args, params):
+        _announce(suite, params, method, "evaluate")
         rows = evaluate(suite, params, method, jobs=args.jobs)
         summary = ", ".join(f"{r['protocol']}={r['value']:.2f}" for r in rows if r["seed"] == rows[0]["seed"])
         print(f"{method}: {summary}")
@@ -124,12 +159,15 @@ def cmd_perf(args) -> None:
     from rich.table import Table
 
     from bench import paths
+    from bench.config import with_precision
+    from bench.engine import pick_device
     from bench.perf import run_perf
     from bench.stages import dataset_for
 
     suite, params = _context(args)
     if args.device:
         suite = replace(suite, device=args.device)
+    suite = with_precision(suite, pick_device(suite.device))
     methods = _methods(args, params)
     methods = [m for m in methods if m != "random"]
     if args.profile:
@@ -137,13 +175,16 @@ def cmd_perf(args) -> None:
         from bench.perf import profile_method
 
         for method in methods:
-            text = profile_method(suite, dataset_for(suite), method)
+            text = profile_method(suite, dataset_for(suite), method, overrides=params.methods.get(method))
             atomic_write_text(paths.root() / "results" / "perf" / f"profile-{method}.txt", text)
             print(f"{method}: operators by self time (results/perf/profile-{method}.txt)\n{text}")
         return
-    table = run_perf(suite, dataset_for(suite), methods, paths.root() / "results" / "perf")
+    table = run_perf(suite, dataset_for(suite), methods, paths.root() / "results" / "perf",
+                     overrides=params.methods)
     out = Table(title=f"sslbench perf — suite '{suite.name}', batch {suite.train.batch_size}, "
-                      f"{suite.resolution}px, {suite.train.precision}, {table['threads'][0]} threads")
+                      f"{suite.resolution}px, precision {suite.train.precision} (requested "
+                      f"{_requested_precision(args)}), {table['device'][0]} {table['cpu_capability'][0]}, "
+                      f"{table['threads'][0]} threads")
     cols = ["method", "step_images_per_s", "backbone_images_per_s", "efficiency", "views_per_s",
             "views_over_step", "peak_mem_mb"]
     for col in cols:
@@ -153,6 +194,12 @@ def cmd_perf(args) -> None:
     Console(width=160).print(out)
     print(f"feature extraction: {table['extract_images_per_s'][0]:.0f} images/s; "
           f"kNN 60k x 10k x 512: {table['knn_60k_10k_512_s'][0]:.2f} s")
+
+
+def _requested_precision(args) -> str:
+    from bench.config import load_params, load_suite
+
+    return load_suite(args.suite or load_params(Path(args.params)).suite).train.precision
 
 
 def cmd_sweep(args) -> None:
@@ -256,7 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
-    add("prepare", cmd_prepare, "cache the dataset and write the 1%%/10%% label splits", methods=False)
+    add("prepare", cmd_prepare, "cache the dataset, write the 1%%/10%% label splits and print the expected "
+                                "wall time of the pipeline on this host", methods=False)
+    add("estimate", cmd_estimate, "calibrate this host (a few seconds) and print the expected wall time of "
+                                  "`dvc repro` for params.yaml", methods=False)
     parsers = {}
     for name, fn, text in (
             ("pretrain", cmd_pretrain, "pretrain methods to the suite's budget (resumes interrupted runs)"),

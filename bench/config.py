@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -35,10 +35,13 @@ class BudgetCfg:
 class TrainCfg:
     batch_size: int = field(default=256, metadata={"positive": True})
     warmup_fraction: float = field(default=0.1, metadata={"nonnegative": True})
-    precision: str = field(default="bf16", metadata={"choices": ("fp32", "bf16")})
+    precision: str = field(default="auto", metadata={
+        "choices": ("auto", "fp32", "bf16"),
+        "doc": "auto: bf16 only where the device computes it natively and faster (bench/precision.py)"})
     checkpoint_every: int = field(default=100, metadata={"positive": True, "doc": "steps between checkpoints"})
     log_every: int = field(default=10, metadata={"positive": True})
-    threads: int = field(default=0, metadata={"nonnegative": True, "doc": "torch CPU threads (0 = all cores)"})
+    threads: int = field(default=0, metadata={"nonnegative": True,
+                                              "doc": "torch CPU threads (0 = the cores not already busy)"})
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,16 @@ def load_params(path: Path = Path("params.yaml")) -> Params:
         if name not in specs:
             raise SSLBenchError(f"unknown sweep '{name}' in '{path}'; valid choices are: {choices(specs)}.")
     return params
+
+
+def with_precision(suite: Suite, device) -> Suite:
+    """``suite`` with its precision resolved for ``device`` (``auto`` becomes fp32 or bf16)."""
+    from bench.precision import resolve
+
+    resolved = resolve(suite.train.precision, device)
+    if resolved == suite.train.precision:
+        return suite
+    return replace(suite, train=replace(suite.train, precision=resolved))
 
 
 def config_hash(*parts) -> str:

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from bench.backbones import build_backbone
-from bench.config import Suite, config_hash
+from bench.config import Suite, config_hash, with_precision
 from bench.data import Dataset
 from bench.distributed import all_finite, average_gradients, broadcast_state, convert_global_bn
 from bench.distributed import rank as dist_rank
@@ -33,6 +32,7 @@ from bench.distributed import world_size as dist_world_size
 from bench.errors import SSLBenchError
 from bench.io import atomic_torch_save, atomic_write_text, safe_torch_load
 from bench.optim import build_optimizer, lr_factor, set_lr
+from bench.precision import autocast_for
 from bench.progress import progress
 from bench.views import ViewGenerator
 from methods.base import Batch, Context, Method
@@ -237,14 +237,14 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
     Returns the run record (also written to ``run.json``). A non-finite loss ends
     the run with status ``diverged``; it does not raise.
     """
-    suite, out = spec.suite, spec.out_dir
+    device = pick_device(spec.device)
+    suite, out = with_precision(spec.suite, device), spec.out_dir
     out.mkdir(parents=True, exist_ok=True)
     digest = config_hash(pretraining_identity(suite), spec.method, spec.seed, spec.hparams,
                          code_digest(get_method(spec.method)))
     record = read_record(out / RUN_JSON, strict=False)
     if record and record.get("config_hash") == digest and record.get("status") in ("complete", "diverged"):
         return record
-    device = pick_device(spec.device)
     configure_threads(suite.train.threads)
     bs = suite.train.batch_size
     world, rank = dist_world_size(), dist_rank()
@@ -259,7 +259,8 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
         "backbone_cfg": {**asdict(suite.backbone), "in_channels": dataset.channels},
         "family": cls.family, "paper": cls.paper, "deviation": cls.deviation,
         "hparams": asdict(spec.hparams), "budget": asdict(suite.budget), "batch_size": bs,
-        "resolution": suite.resolution, "precision": suite.train.precision, "config_hash": digest,
+        "resolution": suite.resolution, "precision": suite.train.precision,
+        "precision_requested": spec.suite.train.precision, "config_hash": digest,
         "device": str(device),
         "device_name": (torch.cuda.get_device_name() if device.type == "cuda"
                         else platform.processor() or platform.machine()),
@@ -286,8 +287,7 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
     if world > 1:
         broadcast_state(method)
     _sigterm_as_interrupt()
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if suite.train.precision == "bf16"
-                else nullcontext())
+    autocast = autocast_for(device, suite.train.precision)
     method.train()
     images = dataset.train.images.pin_memory() if device.type == "cuda" else dataset.train.images
     if step == 0:
@@ -324,9 +324,9 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
                 optimizer.zero_grad(set_to_none=True)
 
                 if flops_per_step is None:
-                    flops_per_step, result = _count_flops(lambda b=batch: _step(method, b, autocast))
+                    flops_per_step, result = _count_flops(lambda b=batch: forward_backward(method, b, autocast))
                 else:
-                    result = _step(method, batch, autocast)
+                    result = forward_backward(method, batch, autocast)
                 if device.type == "cpu" or (step + 1) % log_every == 0:
                     if not all_finite(result.loss):
                         status, diverged_step = "diverged", step
@@ -381,8 +381,8 @@ def check_workers(cls: type[Method], batch_size: int, world: int) -> None:
                             f"use a multiple of {world}.")
 
 
-def _step(method: Method, batch: Batch, autocast):
-    """Forward (under autocast) and backward of one training step."""
+def forward_backward(method: Method, batch: Batch, autocast):
+    """Forward (under autocast) and backward of one training step (the engine's and ``perf``'s)."""
     with autocast:
         result = method.training_step(batch)
     result.loss.backward()

@@ -16,18 +16,18 @@ import gc
 import io
 import statistics
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from bench.config import Suite
+from bench.config import Suite, with_precision
 from bench.data import Dataset
-from bench.engine import RunSpec, _step, build_method, peak_memory_mb, pick_device
+from bench.engine import RunSpec, build_method, forward_backward, peak_memory_mb, pick_device
 from bench.io import atomic_write_text
 from bench.optim import build_optimizer
+from bench.precision import autocast_for
 from bench.views import ViewGenerator
 from evaluations.features import extract
 from evaluations.knn import knn_predict
@@ -68,19 +68,19 @@ def _sync(device: torch.device):
     return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
 
-def _training_step(suite: Suite, dataset: Dataset, method: str):
+def _training_step(suite: Suite, dataset: Dataset, method: str, overrides: dict | None = None):
     """A method's full training step on a fixed batch (views, forward, backward,
-    optimizer, EMA/queue updates), plus what the rates need."""
+    optimizer, EMA/queue updates) with the hyper-parameters the board runs, plus what the rates need."""
     device = pick_device(suite.device)
     bs = suite.train.batch_size
-    hp = resolve_hparams(method, {}, suite.optimizer.as_override())
+    overrides = {k: v for k, v in (overrides or {}).items() if k != "backbones"}
+    hp = resolve_hparams(method, overrides, suite.optimizer.as_override())
     model = build_method(RunSpec(suite, method, 0, hp, Path("."), suite.device), dataset, 1000).to(device)
     model.train()
     spec = model.views(suite.resolution)
     views = ViewGenerator(spec, dataset.mean, dataset.std, device)
     optimizer = build_optimizer(model.optimizer_cfg(), model.param_groups(), bs)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if suite.train.precision == "bf16"
-                else nullcontext())
+    autocast = autocast_for(device, suite.train.precision)
     images = dataset.train.images[:bs]
     labels = dataset.train.labels[:bs].to(device)
     idx = torch.arange(bs, device=device)
@@ -89,7 +89,7 @@ def _training_step(suite: Suite, dataset: Dataset, method: str):
     def train_step():
         batch = Batch(views(images, gen), idx, labels, gen)
         optimizer.zero_grad(set_to_none=True)
-        _step(model, batch, autocast)
+        forward_backward(model, batch, autocast)
         model.before_optimizer_step(0.5)
         optimizer.step()
         model.after_step(0.5)
@@ -97,8 +97,9 @@ def _training_step(suite: Suite, dataset: Dataset, method: str):
     return train_step, model, spec, lambda: views(images, gen), device
 
 
-def method_row(suite: Suite, dataset: Dataset, method: str, warmup: int = 3, repeats: int = 15) -> dict:
-    train_step, model, spec, make_views, device = _training_step(suite, dataset, method)
+def method_row(suite: Suite, dataset: Dataset, method: str, warmup: int = 3, repeats: int = 15,
+               overrides: dict | None = None) -> dict:
+    train_step, model, spec, make_views, device = _training_step(suite, dataset, method, overrides)
     bs = suite.train.batch_size
     sync = _sync(device)
     view_units = spec.pixels_per_image() / (spec.crops[0].size ** 2)
@@ -116,11 +117,12 @@ def method_row(suite: Suite, dataset: Dataset, method: str, warmup: int = 3, rep
     return row
 
 
-def profile_method(suite: Suite, dataset: Dataset, method: str, steps: int = 5, rows: int = 15) -> str:
+def profile_method(suite: Suite, dataset: Dataset, method: str, steps: int = 5, rows: int = 15,
+                   overrides: dict | None = None) -> str:
     """Where a training step's time goes: torch profiler, operators by self time."""
     from torch.profiler import ProfilerActivity, profile
 
-    train_step, _, _, _, device = _training_step(suite, dataset, method)
+    train_step, _, _, _, device = _training_step(suite, dataset, method, overrides)
     for _ in range(2):
         train_step()
     activities = [ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * (device.type == "cuda")
@@ -144,8 +146,7 @@ def backbone_step(encoder: torch.nn.Module, dataset: Dataset, suite: Suite, devi
     plain = ViewGenerator(None, dataset.mean, dataset.std, device)
     x = plain.plain(dataset.train.images[:bs], suite.resolution)
     y = dataset.train.labels[:bs].to(device)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if suite.train.precision == "bf16"
-                else nullcontext())
+    autocast = autocast_for(device, suite.train.precision)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -163,7 +164,8 @@ def evaluation_row(suite: Suite, dataset: Dataset, encoder: torch.nn.Module) -> 
     plain = ViewGenerator(None, dataset.mean, dataset.std, device)
     sample = dataset.train.images[:8192]
     start = time.perf_counter()
-    extract(encoder, sample, lambda x: plain.plain(x, suite.resolution), suite.eval.batch_size, device)
+    extract(encoder, sample, lambda x: plain.plain(x, suite.resolution), suite.eval.batch_size, device,
+            precision=suite.train.precision)
     extract_rate = len(sample) / (time.perf_counter() - start)
     g = torch.Generator().manual_seed(0)
     train_x, test_x = torch.randn(60000, 512, generator=g), torch.randn(10000, 512, generator=g)
@@ -177,10 +179,12 @@ def evaluation_row(suite: Suite, dataset: Dataset, encoder: torch.nn.Module) -> 
 
 
 def run_perf(suite: Suite, dataset: Dataset, methods: list[str], out_dir: Path,
-             warmup: int = 3, repeats: int = 15) -> pd.DataFrame:
+             warmup: int = 3, repeats: int = 15, overrides: dict[str, dict] | None = None) -> pd.DataFrame:
+    """The perf table at the suite's resolved precision, each method with the board's overrides."""
+    suite = with_precision(suite, pick_device(suite.device))
     rows = []
     for method in methods:
-        rows.append(method_row(suite, dataset, method, warmup, repeats))
+        rows.append(method_row(suite, dataset, method, warmup, repeats, (overrides or {}).get(method)))
         print(f"{method}: {rows[-1]['step_images_per_s']:.0f} img/s, efficiency {rows[-1]['efficiency']:.2f}")
     table = pd.DataFrame(rows)
     device = pick_device(suite.device)
@@ -190,6 +194,8 @@ def run_perf(suite: Suite, dataset: Dataset, methods: list[str], out_dir: Path,
         table[key] = value
     table.insert(0, "device", device.type)
     table.insert(1, "threads", torch.get_num_threads())
+    table.insert(2, "precision", suite.train.precision)
+    table.insert(3, "cpu_capability", torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else "")
     buf = io.StringIO()
     table.to_csv(buf, index=False, float_format="%.3f")
     atomic_write_text(out_dir / f"{device.type}.csv", buf.getvalue())

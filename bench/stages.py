@@ -21,6 +21,7 @@ from bench.engine import ENCODER, RUN_JSON, RunSpec, configure_threads, pick_dev
 from bench.errors import SSLBenchError
 from bench.io import atomic_write_text, safe_torch_load
 from bench.parallel import job_plan, run_each
+from bench.precision import autocast_for
 from bench.results import leaderboard, make_rows, read_rows, write_leaderboard, write_rows
 from bench.views import ViewGenerator
 from evaluations.features import cached, extract, file_digest
@@ -134,12 +135,13 @@ def evaluate_run(suite: Suite, run: Path, dataset: Dataset) -> list[dict]:
     if record["status"] != "complete":
         return make_rows(record, {p: math.nan for p in wanted})
     device = pick_device(suite.device)
+    precision = evaluation_precision(record, device)
     views = ViewGenerator(None, dataset.mean, dataset.std, device)
 
     def compute():
         return {split: extract(encoder, getattr(dataset, split).images,
                                lambda x: views.plain(x, suite.resolution), suite.eval.batch_size, device,
-                               desc=f"{record['method']} s{record['seed']} {split}")
+                               desc=f"{record['method']} s{record['seed']} {split}", precision=precision)
                 for split in ("train", "test")}
 
     key = f"{record['method']}-{record['backbone']}-seed{record['seed']}-{file_digest(run / ENCODER)}"
@@ -154,13 +156,21 @@ def evaluate_run(suite: Suite, run: Path, dataset: Dataset) -> list[dict]:
         metrics["linear"] = linear_probe(tr, ytr, te, yte, dataset.num_classes, suite.eval.linear,
                                          seed=record["seed"])["top1"]
     if "semi" in suite.eval.protocols:
-        metrics.update(semi_supervised(suite, run, record, dataset, device))
+        metrics.update(semi_supervised(suite, run, record, dataset, device, precision))
     rows = make_rows(record, metrics)
     label = own_split_label(suite)
     for row in rows:
         if label and row["protocol"] in SEMI_FRACTIONS:
             row["deviation"] = "; ".join(filter(None, [row["deviation"], label]))
     return rows
+
+
+def evaluation_precision(record: dict, device) -> str:
+    """Evaluate in the run's precision where this host computes it natively, else fp32
+    (a bf16 run evaluated on an AVX2-only CPU would be emulated, 7x slower)."""
+    from bench.precision import resolve
+
+    return "fp32" if record.get("precision", "fp32") == "fp32" else resolve("auto", device)
 
 
 def own_split_label(suite: Suite) -> str:
@@ -191,13 +201,14 @@ def finetune_start(suite: Suite, run: Path, record: dict, dataset: Dataset) -> t
     return start, start.feature_dim
 
 
-def semi_supervised(suite: Suite, run: Path, record: dict, dataset: Dataset, device) -> dict[str, float]:
+def semi_supervised(suite: Suite, run: Path, record: dict, dataset: Dataset, device,
+                    precision: str = "fp32") -> dict[str, float]:
     """semi_1pct / semi_10pct: fine-tune on the prepared split files, final-epoch test top-1."""
     from evaluations.semi_supervised import finetune
 
     start, dim = finetune_start(suite, run, record, dataset)
     cfg = suite.eval.semi
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if suite.train.precision == "bf16" else None
+    autocast = autocast_for(device, precision) if precision == "bf16" else None
     out = {}
     for name in SEMI_FRACTIONS:
         split = paths.prepared_dir(suite.name) / "splits" / f"{name}.txt"

@@ -92,7 +92,7 @@ def to_detectron2(state: dict[str, torch.Tensor], prefix: str | None = None) -> 
     return out
 
 
-def stem_shape(mapping: dict[str, np.ndarray], small_stem: bool) -> dict:
+def stem_shape(mapping: dict[str, np.ndarray], small_stem: bool, stem_stride: int = 1) -> dict:
     """What Detectron2 needs to know to build a matching trunk (recorded in the pickle)."""
     out_ch, in_ch, kernel, _ = mapping["stem.conv1.weight"].shape
     bottleneck = "res2.0.conv3.weight" in mapping
@@ -100,7 +100,7 @@ def stem_shape(mapping: dict[str, np.ndarray], small_stem: bool) -> dict:
     depth = {(False, (2, 2, 2, 2)): 18, (False, (3, 4, 6, 3)): 34, (True, (3, 4, 6, 3)): 50,
              (True, (3, 4, 23, 3)): 101}.get((bottleneck, tuple(blocks)))
     res2 = mapping["res2.0.conv3.weight" if bottleneck else "res2.0.conv2.weight"].shape[0]
-    return {"depth": depth, "stem": {"kernel": int(kernel), "stride": 1 if small_stem else 2,
+    return {"depth": depth, "stem": {"kernel": int(kernel), "stride": stem_stride if small_stem else 2,
                                      "max_pool": not small_stem, "in_channels": int(in_ch),
                                      "out_channels": int(out_ch)},
             "res2_out_channels": int(res2)}
@@ -122,9 +122,10 @@ def write_detectron2(run_dir: Path, out: Path | None = None) -> Path:
         raise SSLBenchError(f"run '{run_dir}' did not complete (status '{record.get('status')}'); "
                             "its weights are not converted.")
     mapping = to_detectron2(safe_torch_load(run_dir / ENCODER))
-    small_stem = bool(record.get("backbone_cfg", {}).get("small_stem", False))
+    cfg = record.get("backbone_cfg", {})
+    small_stem, stem_stride = bool(cfg.get("small_stem", False)), int(cfg.get("stem_stride", 1))
     meta = {"run": str(run_dir), "method": record.get("method"), "seed": record.get("seed"),
-            "backbone": record.get("backbone"), **stem_shape(mapping, small_stem)}
+            "backbone": record.get("backbone"), **stem_shape(mapping, small_stem, stem_stride)}
     out = Path(out) if out is not None else run_dir / "detectron2.pkl"
     with _atomic_path(out) as tmp, open(tmp, "wb") as fh:
         pickle.dump({"model": mapping, "__author__": AUTHOR, "matching_heuristics": True, "sslbench": meta}, fh,

@@ -10,7 +10,7 @@ configs and pickle with Detectron2's own launcher instead; importing this module
 Two pieces the configs name are not part of Detectron2 and are registered here:
 ``Res5ROIHeadsExtraNorm`` (MoCo's C4 head: one more norm after res5) and
 ``build_sslbench_resnet_backbone`` / ``build_sslbench_resnet_fpn_backbone``, Detectron2's
-ResNet blocks behind our small-image stem (3x3 stride 1, no max-pool) at any width, which
+ResNet blocks behind our small-image stem (3x3 stride 1 or 2, no max-pool) at any width, which
 upstream's builder refuses for R18/R34 (it requires 64 ``res2`` channels and has only the
 7x7 stride-2 stem). With them the narrow trunks of the embedded suites load completely.
 """
@@ -57,11 +57,11 @@ def register_modules() -> None:
         return
 
     class SmallStem(CNNBlockBase):
-        """3x3 stride-1 convolution, norm and ReLU, no max-pool (``BackboneCfg.small_stem``)."""
+        """3x3 convolution (stride ``BackboneCfg.stem_stride``), norm and ReLU, no max-pool (``small_stem``)."""
 
-        def __init__(self, in_channels: int, out_channels: int, norm: str):
-            super().__init__(in_channels, out_channels, 1)
-            self.conv1 = Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=False,
+        def __init__(self, in_channels: int, out_channels: int, norm: str, stride: int = 1):
+            super().__init__(in_channels, out_channels, stride)
+            self.conv1 = Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False,
                                 norm=get_norm(norm, out_channels))
 
         def forward(self, x):
@@ -80,7 +80,7 @@ def register_modules() -> None:
                                             stride_per_block=[1 if i == 0 else 2] + [1] * (n - 1),
                                             in_channels=in_ch, out_channels=out_ch, norm=r.NORM, **extra))
             in_ch, out_ch, mid = out_ch, out_ch * 2, mid * 2
-        stem = SmallStem(input_shape.channels, r.STEM_OUT_CHANNELS, r.NORM)
+        stem = SmallStem(input_shape.channels, r.STEM_OUT_CHANNELS, r.NORM, r.get("STEM_STRIDE", 1))
         return ResNet(stem, stages, out_features=r.OUT_FEATURES).freeze(cfg.MODEL.BACKBONE.FREEZE_AT)
 
     def build_sslbench_resnet_fpn_backbone(cfg, input_shape):
@@ -102,6 +102,8 @@ def _match_trunk(cfg, weights: Path) -> None:
         r = cfg.MODEL.RESNETS
         r.DEPTH, r.STEM_OUT_CHANNELS = meta["depth"], meta["stem"]["out_channels"]
         r.RES2_OUT_CHANNELS, r.WIDTH_PER_GROUP = meta["res2_out_channels"], meta["stem"]["out_channels"]
+        r.set_new_allowed(True)  # our key: the small stem's stride (1 or 2)
+        r.STEM_STRIDE = int(meta["stem"].get("stride", 1))
 
 
 def run_detectron2(config: Path, weights: Path, output_dir: Path, datasets: dict | None = None,

@@ -41,8 +41,8 @@ ANCHOR_SIZES = ((16,), (32,), (64,), (128,))  # layer2, layer3, layer4 and the p
 def build_detector(trunk: nn.Module, num_classes: int, canvas: int, mean, std) -> MaskRCNN:
     """Mask R-CNN on ``trunk``'s ``layer2..layer4`` (a ``ResNetTrunk``); ``num_classes`` excludes background.
 
-    With the small-image stem (stride 1) ``layer1`` is at full resolution: the pyramid
-    starts at ``layer2`` (stride 2 with that stem), as RetinaNet's starts at C3."""
+    With the small-image stem ``layer1`` is at full (stride 1) or half (stride 2) resolution:
+    the pyramid starts at ``layer2``, as RetinaNet's starts at C3."""
     widths = [trunk.feature_dim // 8 * 2 ** i for i in range(1, 4)]  # layer2..4
     # channels_last features crashed torchvision's CPU RoIAlign here (double free): contiguous
     trunk = trunk.to(memory_format=torch.contiguous_format)
