@@ -23,8 +23,9 @@ def _context(args):
     if getattr(args, "seeds", None):
         from bench.schema import build
 
-        params = build(type(params), {"suite": params.suite, "seeds": args.seeds, "methods": params.methods},
-                       "--seeds")
+        from dataclasses import asdict
+
+        params = build(type(params), {**asdict(params), "seeds": args.seeds}, "--seeds")
     return suite, params
 
 

@@ -65,3 +65,15 @@ def test_help_lists_subcommands():
     assert out.returncode == 0
     for cmd in ("prepare", "pretrain", "evaluate", "leaderboard", "show"):
         assert cmd in out.stdout
+
+
+def test_seeds_option_keeps_the_rest_of_params(tmp_path):
+    """`--seeds` replaced only the seeds: transfer and sweeps were dropped (issue 15)."""
+    import argparse
+
+    from bench.cli import _context
+
+    params = tmp_path / "params.yaml"
+    params.write_text("suite: smoke\nmethods: {simclr: {}}\ntransfer: [simclr]\n")
+    _, got = _context(argparse.Namespace(params=str(params), suite=None, seeds=[3]))
+    assert got.seeds == [3] and got.transfer == ["simclr"] and got.methods == {"simclr": {}}
