@@ -30,6 +30,13 @@ with random vectors the positives of the first epochs are mostly noise: over 200
 epochs that washes out, over a few epochs it does not (measured on an 8-epoch tiny
 run, seed 0, kNN-20 / linear: 77.8 / 79.6 with the network init, 64.1 / 66.7 with
 random vectors, where the random backbone scores 72.5 / 74.1).
+
+Open question (issue 16, not changed here): Z is fixed on the first batch, i.e. on
+that near-identical network-initialised bank (entries at cosine ~0.9): log Z = 22.3,
+against ~10 with the paper's random bank. As training spreads the bank the fixed Z
+over-estimates the partition function. PIRL's loss rose with a Z fixed this way on a
+term that did not set it (see :mod:`methods.pirl`); whether re-estimating Z during
+training would help InstDisc (and PIRL) is not measured.
 """
 
 from __future__ import annotations

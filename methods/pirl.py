@@ -22,19 +22,33 @@ of 9 px and random 7 px crops per tile (PIRL's 64/85 ratio); the tiles share the
 view's augmentation (no per-tile jitter); the number of negatives is scaled to the
 suite by the shared rule (``methods.modules.scale_length``, multiple 1;
 ``scale_to_dataset: false`` keeps 32,000); NCE uses InstDisc's partition estimate Z
-(estimated from the first batch, one per loss term, as VISSL's reproduction does;
-the paper's eq. 3 writes h without Z); the bank starts from the untrained
-network's image embeddings (``bank_init: network``; ``random`` = the paper; see
-:mod:`methods.instdisc` for why); image and jigsaw source are two independent views of the MoCo v1 recipe.
+(the paper's eq. 3 writes h without Z): one Z for both terms, estimated once from the
+image term's first batch, as VISSL's reproduction (``nce_loss_with_memory``,
+``norm_constant: -1``); each term draws its own negatives, as VISSL does; the bank
+starts from the untrained network's image embeddings (``bank_init: network``;
+``random`` = the paper; see :mod:`methods.instdisc` for why); image and jigsaw source
+are two independent views of the MoCo v1 recipe (jitter, grayscale, flip) with VISSL's
+crop scales: 0.08-1 for the image (``crop_scale_image``), 0.6-1 for the jigsaw source
+(``crop_scale_patches``).
+
+Fixed (issue 16): this file used to give each term its own Z, each fixed on its first
+batch, and to share one draw of negatives between the terms. On the network-initialised
+bank (entries at cosine ~0.9) the image term's log Z was 22.2 and the jigsaw term's 9.8,
+and the jigsaw loss rose (tiny, 7.07 -> 18.7 by step 40; smoke on a 4096-image subset,
+batch 64, fp32: 6.26 -> 14.9 over 50 steps) while the jigsaw embedding was pushed away
+from the whole bank. With one Z it falls (smoke: 8.63 -> 6.07; tiny, per the issue's
+measurement with the image term's Z: 18.6 -> 6.25, kNN-20 after 120 steps 71.20 instead
+of 64.55). The crops were 0.2-1 for both views (MoCo v1's).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 
+from bench.views import ViewSpec, recipe
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import nce_loss
 from methods.modules import MemoryBank, PartitionEstimate, jigsaw, scaled_negatives
@@ -70,11 +84,15 @@ class PIRL(Method):
         self.tile_head = torch.nn.Linear(dim, hp.proj_dim)
         self.jigsaw_head = torch.nn.Linear(tiles * hp.proj_dim, hp.proj_dim)
         self.memory = MemoryBank(ctx.dataset_size, hp.proj_dim, hp.memory_momentum)
-        self.z_jigsaw = PartitionEstimate(ctx.dataset_size)
-        self.z_image = PartitionEstimate(ctx.dataset_size)
+        self.partition = PartitionEstimate(ctx.dataset_size)  # one Z for both terms, as VISSL
         self.negatives = scaled_negatives(hp.negatives, ctx, hp.scale_to_dataset)
         tile = ctx.resolution // hp.grid
         self.tile_crop = max(1, min(tile, round(tile * hp.tile_crop_ratio)))
+
+    def views(self, resolution: int) -> ViewSpec:
+        """The MoCo v1 recipe with VISSL's crop scales: image 0.08-1, jigsaw source 0.6-1."""
+        image, source = recipe(self.view_recipe, resolution).crops
+        return ViewSpec((replace(image, scale=(0.08, 1.0)), replace(source, scale=(0.6, 1.0))))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.image_head(self.backbone(x)).float(), dim=1)
@@ -90,17 +108,18 @@ class PIRL(Method):
         feats = self.tile_head(self.backbone(tiles.flatten(0, 1).contiguous(memory_format=torch.channels_last)))
         return self.jigsaw_head(feats.view(b, n * feats.shape[-1]))
 
-    def _nce(self, query: torch.Tensor, batch: Batch, noise: torch.Tensor, partition) -> torch.Tensor:
+    def _nce(self, query: torch.Tensor, batch: Batch) -> torch.Tensor:
+        noise = self.memory.sample(len(query), self.negatives, batch.generator)
         scores = self.memory.scores(query, batch.indices, noise)
-        return nce_loss(partition(torch.exp(scores / self.hp.temperature)), self.ctx.dataset_size)
+        return nce_loss(self.partition(torch.exp(scores / self.hp.temperature)), self.ctx.dataset_size)
 
     def training_step(self, batch: Batch) -> StepOutput:
         image, source = batch.views
         f = self.embed(image)
         g = F.normalize(self.encode_jigsaw(source, batch.generator).float(), dim=1)
-        noise = self.memory.sample(len(f), self.negatives, batch.generator)
-        loss_jigsaw = self._nce(g, batch, noise, self.z_jigsaw)
-        loss_image = self._nce(f, batch, noise, self.z_image)
+        # each term draws its own negatives; Z is fixed by the image term's first batch
+        loss_image = self._nce(f, batch)
+        loss_jigsaw = self._nce(g, batch)
         lam = self.hp.jigsaw_weight
         loss = lam * loss_jigsaw + (1 - lam) * loss_image
         self._pending = (batch.indices, f.detach())
