@@ -12,6 +12,10 @@ asymmetric augmentation (blur 1.0/0.1, solarize 0/0.2).
 Deviations: tau_base is scaled to the suite by the shared rule
 (``methods.modules.scale_momentum``; ``scale_to_dataset: false`` keeps 0.996);
 hidden widths are 2x the backbone's feature dimension (4096 for ResNet-50's 2048).
+
+Fixed (issue 16): the loss is the paper's sum of the two directions,
+L(p1, sg(t2)) + L(p2, sg(t1)) (eq. 2-3; its range is [0, 8]); it used to be their mean,
+which halved the gradient relative to weight decay (and LARS's trust ratio).
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ class BYOL(Method):
         p1, p2 = self.predictor(z1), self.predictor(z2)
         with torch.no_grad():
             t1, t2 = self.target(v1), self.target(v2)
-        loss = (byol_regression(p1, t2) + byol_regression(p2, t1)) / 2
+        loss = byol_regression(p1, t2) + byol_regression(p2, t1)  # the paper's sum (eq. 2-3)
         return StepOutput(loss, {"tau": torch.tensor(self.tau)}, z1)
 
     def after_step(self, progress: float) -> None:
