@@ -16,7 +16,8 @@ Deviations: K and m are scaled to the suite by the shared rule
 (``methods.modules.scale_length`` / ``scale_momentum``; ``scale_to_dataset: false``
 restores the literal values); the lr schedule is the suite's (warm-up + cosine)
 instead of the step schedule; single-device shuffle-BN as in MoCo v2 here
-(``shuffle_bn_groups`` chunks of a shuffled key batch).
+(``shuffle_bn_groups`` = 8 chunks of a shuffled key batch: 8 samples each at batch 64;
+see :mod:`methods.mocov2` for why the number of chunks, not their size, is kept).
 """
 
 from __future__ import annotations

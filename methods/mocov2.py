@@ -14,9 +14,14 @@ Deviations: K and m are scaled to the suite by the rule shared by every method
 (``methods.modules.scale_length`` / ``scale_momentum``: the queue keeps its
 fraction of the dataset, the EMA its horizon in epochs); ``scale_to_dataset:
 false`` restores the literal values. On one device shuffle-BN is emulated: the
-key batch is shuffled and encoded in ``shuffle_bn_groups`` chunks (8 chunks of
-32 = MoCo's 8 GPUs x 32), so a key's BN statistics come from a random subset
-that differs from its query's batch. Distributed runs shuffle across workers.
+key batch is shuffled and encoded in ``shuffle_bn_groups`` = 8 chunks (MoCo's 8 GPUs),
+the query batch in one piece. The number of chunks, not their size, follows the
+paper: 8 chunks of 32 at its batch 256, 8 chunks of 8 at batch 64 (the tiny suite).
+Keeping 8 keeps a key's BN batch a random eighth of the batch, as in MoCo, so its
+statistics differ from those of its query's batch; chunks of a fixed 32 would be 2
+halves of the query's batch at batch 64, and at batch 32 one chunk, i.e. no shuffle
+and the BN leak back. The price: a key's BN statistics come from 8 samples, not 32.
+Distributed runs shuffle across workers.
 """
 
 from __future__ import annotations

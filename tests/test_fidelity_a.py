@@ -112,3 +112,23 @@ def test_byol_sums_its_two_directions():
         t1, t2 = method.target(v1), method.target(v2)
         expected = byol_regression(p1, t2) + byol_regression(p2, t1)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+# --- MoCo --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["mocov2", "mocov1"])
+def test_moco_shuffle_bn_chunks_at_batch_64(name):
+    """Shuffle-BN keeps MoCo's 8 groups (GPUs): at batch 64 a key's BN statistics come from a
+    random 8 of the batch, the query's from all 64; the docstring states the same."""
+    import methods.mocov2
+
+    method = _build(name, batch=64, dataset=256)
+    sizes = {"query": [], "key": []}
+    first_bn = {part: next(m for m in getattr(method, part).modules() if isinstance(m, torch.nn.BatchNorm2d))
+                for part in sizes}
+    for part, bn in first_bn.items():
+        bn.register_forward_hook(lambda mod, inp, out, part=part: sizes[part].append(inp[0].shape[0]))
+    method.training_step(_batch(method, n=64))
+    assert sizes == {"query": [64], "key": [8] * 8}
+    assert "8 chunks of 8 at batch 64" in methods.mocov2.__doc__
