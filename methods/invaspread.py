@@ -18,6 +18,12 @@ and the loss is the batch-symmetric form of the authors' code: all 2N embeddings
 are anchors and each anchor's negatives are the other 2N - 2 embeddings (both
 copies of the other instances), the probabilities normalised over the 2N - 1
 embeddings other than the anchor; the lr schedule is the suite's.
+
+Fixed (issue 16): as in the authors' code (``BatchCriterion``: ``x.t().data``,
+``reordered_x.data``), each similarity z_k.z_a carries the gradient through its anchor
+z_a only; the other side is detached. The loss value is unchanged; we used to
+back-propagate through both sides (a gradient 0.76 off the authors' on a 6-pair
+example, ``tests/test_fidelity_a.py``).
 """
 
 from __future__ import annotations

@@ -182,11 +182,12 @@ def softmax_embedding_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: floa
     For each anchor a (every view of every instance) over the other 2N - 1 embeddings k:
     P(k|a) = exp(z_k.z_a / T) / sum_{k' != a} exp(z_k'.z_a / T); the anchor's pair p is
     recognised as its instance (-log P(p|a)) and every other embedding is not
-    (-sum_{k != a, p} log(1 - P(k|a))); the mean over the 2N anchors.
+    (-sum_{k != a, p} log(1 - P(k|a))); the mean over the 2N anchors. As in the authors'
+    code (``x.t().data``), only the anchor side of each similarity carries the gradient.
     """
     z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
     n = len(z1)
-    sim = z @ z.T / temperature
+    sim = z @ z.detach().T / temperature
     self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
     log_p = torch.log_softmax(sim.masked_fill(self_mask, float("-inf")), dim=1)
     pair = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
