@@ -8,8 +8,19 @@ and solarize, each with per-sample random parameters.
 
 Deviations from torchvision, for speed: jitter is applied in a fixed order
 (brightness, contrast, saturation, hue) instead of a random permutation; an
-out-of-range crop is clamped instead of re-sampled; blur sigma is scaled with the
-resolution (``sigma * size / 224``, the papers' range at 224 px).
+out-of-range crop is clamped instead of re-sampled.
+
+Blur at low resolution: sigma is drawn from the papers' range, 0.1-2.0 *pixels*, at every
+resolution (as the reference codes do on their 96-px multi-crops: PIL's blur radius is not
+scaled with the crop), and the kernel is SimCLR's 10 % of the side (odd, 23 taps at 224 px),
+widened to at least +-ceil(sigma_max) pixels (5 taps at 28 px; 3 would truncate sigma 2 to
+a box). Why pixels: an image's finest detail is one pixel at any resolution (a 28-px image
+downsampled from 224 px has already lost, to the downsampling, what a 0.25-px blur would
+remove), so the same sigma in pixels removes the same share of it. Measured on a square's
+edges, sigma 2.0 removes 81 % of the gradient energy at 28 px and 86 % at 224 px; on
+Fashion-MNIST 88 % (downsampled 1/f noise: 89 %, against 97 % for 1/f noise at 224 px).
+The former rule, sigma scaled by size / 224 (0.0125-0.25 px at 28 px), changed no pixel
+by one grey level (largest change 7e-4): BYOL's and DINO's asymmetric blur was absent.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ class Augment:
     hue: float = 0.1
     grayscale_p: float = 0.2
     blur_p: float = 0.0
+    blur_sigma: tuple[float, float] = (0.1, 2.0)  # pixels, at every resolution (see the module docstring)
     solarize_p: float = 0.0
 
 
@@ -170,10 +182,9 @@ def color_jitter(x: torch.Tensor, aug: Augment, gen) -> torch.Tensor:
 def gaussian_blur(x: torch.Tensor, aug: Augment, gen) -> torch.Tensor:
     n, c, h, w = x.shape
     dev = x.device
-    scale = aug.size / 224
-    sigma = _uniform(n, 0.1 * scale, 2.0 * scale, gen, dev)
+    sigma = _uniform(n, *aug.blur_sigma, gen, dev)
     apply = _bernoulli(n, aug.blur_p, gen, dev)
-    radius = max(1, int(round(0.05 * aug.size)))
+    radius = max(1, int(round(0.05 * aug.size)), math.ceil(aug.blur_sigma[1]))
     taps = torch.arange(-radius, radius + 1, device=dev, dtype=x.dtype)
     kernel = torch.exp(-(taps.view(1, -1) ** 2) / (2 * sigma.view(-1, 1) ** 2))
     kernel = kernel / kernel.sum(1, keepdim=True)

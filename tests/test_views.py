@@ -65,3 +65,31 @@ def test_solarize_inverts_bright_pixels_only():
     x = torch.tensor([0.2, 0.7]).view(1, 1, 1, 2).expand(1, 1, 2, 2).contiguous()
     out = augment(x, Augment(2, **IDENTITY, solarize_p=1.0), _gen())
     assert torch.allclose(out[0, 0, 0], torch.tensor([0.2, 0.3]), atol=1e-5)
+
+
+def _edge_energy_removed(size, aug):
+    """Share of the gradient energy of a bright square on black that ``aug``'s blur removes."""
+    x = torch.zeros(1, 1, size, size)
+    x[..., size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 1.0
+    y = gaussian_blur(x, aug, _gen())
+
+    def energy(t):
+        return (t.diff(dim=-1) ** 2).sum() + (t.diff(dim=-2) ** 2).sum()
+
+    return (1 - energy(y) / energy(x)).item(), (y - x).abs().max().item()
+
+
+def test_blur_at_28_px_changes_the_image_as_at_224_px():
+    """Sigma stays in pixels (the papers' 0.1-2.0 at every size), so the top of the range blurs a
+    28-px edge as it blurs a 224-px one; scaled by 28/224 it changed no pixel by one grey level."""
+    top = dict(blur_p=1.0, blur_sigma=(2.0, 2.0))
+    removed_28, change_28 = _edge_energy_removed(28, Augment(28, **top))
+    removed_224, _ = _edge_energy_removed(224, Augment(224, **top))
+    assert change_28 > 1 / 255
+    assert removed_28 > 0.5 and abs(removed_28 - removed_224) < 0.1
+    _, change_low = _edge_energy_removed(28, Augment(28, blur_p=1.0, blur_sigma=(0.1, 0.1)))
+    assert change_low < 1 / 255  # the bottom of the range leaves the image as it is, as at 224 px
+
+
+def test_default_blur_range_is_the_papers():
+    assert Augment(28).blur_sigma == Augment(224).blur_sigma == (0.1, 2.0)
