@@ -120,6 +120,8 @@ def build(cls: type, data: Any, where: str) -> Any:
     for name, field in fields.items():
         sub = f"{where}.{name}"
         if name in data:
+            if "choices" in field.metadata and data[name] not in field.metadata["choices"]:
+                _check_field(field, data[name], sub)  # a wrong type among choices: name the choices
             value = _coerce(data[name], hints[name], sub)
             _check_field(field, value, sub)
             kwargs[name] = value
