@@ -21,9 +21,9 @@ def _context(args):
     params = load_params(Path(args.params))
     suite = load_suite(args.suite or params.suite)
     if getattr(args, "seeds", None):
-        from bench.schema import build
-
         from dataclasses import asdict
+
+        from bench.schema import build
 
         params = build(type(params), {**asdict(params), "seeds": args.seeds}, "--seeds")
     return suite, params
