@@ -21,6 +21,8 @@ edges, sigma 2.0 removes 81 % of the gradient energy at 28 px and 86 % at 224 px
 Fashion-MNIST 88 % (downsampled 1/f noise: 89 %, against 97 % for 1/f noise at 224 px).
 The former rule, sigma scaled by size / 224 (0.0125-0.25 px at 28 px), changed no pixel
 by one grey level (largest change 7e-4): BYOL's and DINO's asymmetric blur was absent.
+BYOL, tiny suite cut to 320 steps, fp32, kNN-20 on a 10k/2k subset, seeds 0 / 1: 73.5 / 74.3
+with the blur, 73.05 / 72.75 without.
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ hidden widths are 2x the backbone's feature dimension (4096 for ResNet-50's 2048
 
 Fixed (issue 16): the loss is the paper's sum of the two directions,
 L(p1, sg(t2)) + L(p2, sg(t1)) (eq. 2-3; its range is [0, 8]); it used to be their mean,
-which halved the gradient relative to weight decay (and LARS's trust ratio).
+which halved the gradient relative to weight decay (and LARS's trust ratio). Tiny suite
+cut to 320 steps, fp32, kNN-20 on a 10k/2k subset, seeds 0 / 1: 73.5 / 74.3 with the
+sum, 66.55 / 70.15 with the mean.
 """
 
 from __future__ import annotations
