@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,17 +75,24 @@ def _pick(arms: dict[str, list[float]], name: str) -> str | None:
     return matches[0] if matches else None
 
 
+def beats_clearly(mean: float, std: float, other_mean: float, other_std: float) -> bool:
+    """The ledger's rule: ``mean`` beats ``other_mean`` by more than 2 x the larger std over seeds
+    (never with a missing std, i.e. one seed). The leaderboard's "above a baseline" counts use it too."""
+    if any(math.isnan(v) for v in (mean, std, other_mean, other_std)):
+        return False
+    return mean - other_mean > 2 * max(std, other_std)
+
+
 def verdict(better: list[float], worse: list[float], mode: str = "greater") -> str:
     """Decide one comparison: difference vs 2 x the larger std over seeds (needs >= 2 seeds per arm)."""
     if len(better) < 2 or len(worse) < 2:
         return "inconclusive"
     (mb, sb), (mw, sw) = _stats(better), _stats(worse)
-    margin = 2 * max(sb, sw)
     if mode == "not_less":
-        return "not reproduced" if mw - mb > margin else "reproduced"
-    if mb - mw > margin:
+        return "not reproduced" if beats_clearly(mw, sw, mb, sb) else "reproduced"
+    if beats_clearly(mb, sb, mw, sw):
         return "reproduced"
-    return "not reproduced" if mw - mb > margin else "inconclusive"
+    return "not reproduced" if beats_clearly(mw, sw, mb, sb) else "inconclusive"
 
 
 def _fmt(arms: dict[str, list[float]], values: list[str]) -> str:

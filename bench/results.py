@@ -143,6 +143,44 @@ def mixed_precision(board: pd.DataFrame) -> str:
             "(the 'precision' column says which).")
 
 
+NOT_SSL = ("baseline", "supervised")  # families that are not self-supervised methods
+
+
+def above_baseline(board: pd.DataFrame, baseline: str = "random", protocols: list[str] | None = None,
+                   backbone: str | None = None) -> pd.DataFrame:
+    """Per protocol, how many SSL methods (family not baseline / supervised) on ``backbone``
+    (default: the SSL rows' most common one, the suite's) score above the ``baseline`` row.
+
+    Columns: ``protocol``, ``baseline``, ``methods`` (SSL rows with a value), ``above`` (mean
+    above the baseline's), ``clearly_above`` (by more than 2 x the larger std, the claims
+    ledger's rule, ``bench.claims.beats_clearly``) and ``below`` (names of the others, mean not
+    above, in board order). Empty when the board has no ``baseline`` row; a protocol the baseline lacks is left out.
+    """
+    from bench.claims import beats_clearly
+
+    base = board[board["method"] == baseline]
+    ssl = board[~board["family"].isin(NOT_SSL)] if "family" in board else board.iloc[0:0]
+    if base.empty or ssl.empty:
+        return pd.DataFrame(columns=["protocol", "baseline", "methods", "above", "clearly_above", "below"])
+    ssl = ssl[ssl["backbone"] == (backbone or ssl["backbone"].mode().iloc[0])]
+    base, out = base.iloc[0], []
+    for protocol in protocols or PROTOCOLS:
+        if protocol not in board or _isnan(base[protocol]):
+            continue
+        rows = ssl[ssl[protocol].notna()]
+        above = rows[protocol] > base[protocol]
+        clearly = [beats_clearly(float(r[protocol]), _std(r, protocol), float(base[protocol]), _std(base, protocol))
+                   for _, r in rows.iterrows()]
+        out.append({"protocol": protocol, "baseline": baseline, "methods": len(rows), "above": int(above.sum()),
+                    "clearly_above": int(sum(clearly)), "below": ", ".join(rows.loc[~above, "method"])})
+    return pd.DataFrame(out, columns=["protocol", "baseline", "methods", "above", "clearly_above", "below"])
+
+
+def _std(row: pd.Series, protocol: str) -> float:
+    value = row.get(f"{protocol}_std", math.nan)
+    return math.nan if _isnan(value) else float(value)
+
+
 def write_leaderboard(board: pd.DataFrame, directory: Path) -> None:
     """``leaderboard.csv`` and ``metrics.json`` (what ``dvc metrics show`` reads)."""
     buf = io.StringIO()
