@@ -1,8 +1,10 @@
-"""Backbone registry: torchvision ResNets with a small-image stem and a width option.
+"""Backbone registry: ResNets with a small-image stem and a width option, and ViTs.
 
-Every backbone returns pooled features of size ``backbone.feature_dim`` and keeps
-torchvision's module names (``conv1``, ``bn1``, ``layer1..4``), which the
-Detectron2 converter relies on.
+Every backbone returns pooled features of size ``backbone.feature_dim``. The ResNets are
+torchvision's architecture and init written out here (importing torchvision costs 1.4 s
+per process, paid by every pipeline stage and worker) with torchvision's module and
+parameter names (``conv1``, ``bn1``, ``layer1..4``, ``downsample.0/1``), which the
+Detectron2 converter and torchvision's detection heads rely on.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
-from torchvision.models import resnet
 
 from bench.errors import SSLBenchError, choices
 
@@ -29,29 +30,77 @@ class BackboneCfg:
                                                   "position grid (other sizes interpolate it)"})
 
 
+def _conv(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions and a residual (He et al. 2016; torchvision's ``BasicBlock``)."""
+
+    expansion = 1
+
+    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1, self.bn1 = _conv(cin, planes, 3, stride), nn.BatchNorm2d(planes)
+        self.conv2, self.bn2 = _conv(planes, planes, 3), nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class Bottleneck(nn.Module):
+    """1x1, 3x3 (strided), 1x1 x4 and a residual (torchvision's ``Bottleneck``, stride on the 3x3)."""
+
+    expansion = 4
+
+    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1, self.bn1 = _conv(cin, planes, 1), nn.BatchNorm2d(planes)
+        self.conv2, self.bn2 = _conv(planes, planes, 3, stride), nn.BatchNorm2d(planes)
+        self.conv3, self.bn3 = _conv(planes, planes * 4, 1), nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn3(self.conv3(self.relu(self.bn2(self.conv2(out)))))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+def _stage(block, cin: int, planes: int, blocks: int, stride: int) -> tuple[nn.Sequential, int]:
+    downsample = None
+    if stride != 1 or cin != planes * block.expansion:
+        downsample = nn.Sequential(_conv(cin, planes * block.expansion, 1, stride),
+                                   nn.BatchNorm2d(planes * block.expansion))
+    layers = [block(cin, planes, stride, downsample)]
+    layers += [block(planes * block.expansion, planes) for _ in range(blocks - 1)]
+    return nn.Sequential(*layers), planes * block.expansion
+
+
 class ResNetTrunk(nn.Module):
-    """A torchvision ResNet without its classifier; ``forward`` returns pooled features."""
+    """A ResNet without its classifier; ``forward`` returns pooled features."""
 
     def __init__(self, cfg: BackboneCfg):
         super().__init__()
-        block, layers = {
-            "resnet18": (resnet.BasicBlock, [2, 2, 2, 2]),
-            "resnet50": (resnet.Bottleneck, [3, 4, 6, 3]),
-        }[cfg.name]
-        net = resnet.ResNet(block, layers, width_per_group=64)
-        _rescale_width(net, block, layers, cfg.width)
-        if cfg.small_stem or cfg.in_channels != 3:
-            k, s, p = (3, cfg.stem_stride, 1) if cfg.small_stem else (7, 2, 3)
-            net.conv1 = nn.Conv2d(cfg.in_channels, cfg.width, k, s, p, bias=False)
-        if cfg.small_stem:
-            net.maxpool = nn.Identity()
-        net.fc = nn.Identity()
-        _torchvision_init(net)  # the rebuilt stem and stages would otherwise keep PyTorch's default init
-        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
-        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
-        self.avgpool = net.avgpool
-        self.feature_dim = cfg.width * 8 * block.expansion
+        block, depths = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet50": (Bottleneck, [3, 4, 6, 3])}[cfg.name]
+        w = cfg.width
+        if cfg.small_stem:  # CIFAR-style: 3x3, no max-pool
+            self.conv1, self.maxpool = _conv(cfg.in_channels, w, 3, cfg.stem_stride), nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(cfg.in_channels, w, 7, 2, 3, bias=False)
+            self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.bn1, self.relu = nn.BatchNorm2d(w), nn.ReLU(inplace=True)
+        self.layer1, cin = _stage(block, w, w, depths[0], 1)
+        self.layer2, cin = _stage(block, cin, w * 2, depths[1], 2)
+        self.layer3, cin = _stage(block, cin, w * 4, depths[2], 2)
+        self.layer4, cin = _stage(block, cin, w * 8, depths[3], 2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.feature_dim = cin
         self.cfg = cfg
+        _torchvision_init(self)
 
     def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of layer1..layer4 (for local / dense methods)."""
@@ -66,19 +115,6 @@ class ResNetTrunk(nn.Module):
         return torch.flatten(self.avgpool(self.feature_maps(x)[-1]), 1)
 
 
-def _rescale_width(net: resnet.ResNet, block, layers, width: int) -> None:
-    """Rebuild the stages of ``net`` with ``width`` stem channels (64 = standard)."""
-    if width == 64:
-        return
-    net.inplanes = width
-    net.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
-    net.bn1 = nn.BatchNorm2d(width)
-    net.layer1 = net._make_layer(block, width, layers[0])
-    net.layer2 = net._make_layer(block, width * 2, layers[1], stride=2)
-    net.layer3 = net._make_layer(block, width * 4, layers[2], stride=2)
-    net.layer4 = net._make_layer(block, width * 8, layers[3], stride=2)
-
-
 def _torchvision_init(net: nn.Module) -> None:
     """torchvision's ResNet init (He et al. 2015): Kaiming-normal fan-out convolutions, BN weight 1, bias 0."""
     for m in net.modules():
@@ -89,11 +125,26 @@ def _torchvision_init(net: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-BACKBONES = {"resnet18": ResNetTrunk, "resnet50": ResNetTrunk}
+class Pixels(nn.Module):
+    """No parameters: the (normalised) input flattened, ``in_channels`` x ``image_size``^2 features.
+    The ``pixels`` baseline's encoder (``methods/pixels.py`` selects it); no other method may use it."""
+
+    def __init__(self, cfg: BackboneCfg):
+        super().__init__()
+        self.feature_dim = cfg.in_channels * cfg.image_size**2
+        self.cfg = cfg
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(len(x), -1)  # (C, H, W) order whatever the memory format
+
+
+BACKBONES = {"resnet18": ResNetTrunk, "resnet50": ResNetTrunk, "pixels": Pixels}
 
 
 def backbone_preset(name: str, base: BackboneCfg) -> BackboneCfg:
     """The backbone ``name`` for a method that asks for another than the suite's (e.g. a ViT)."""
+    if name == "pixels":
+        raise SSLBenchError("backbone 'pixels' is the pixels baseline's own input, not a backbone to train.")
     if name not in BACKBONES:
         raise SSLBenchError(f"unknown backbone '{name}'; valid choices are: {choices(BACKBONES)}.")
     return replace(base, name=name)
