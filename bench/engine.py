@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -35,6 +35,7 @@ from bench.optim import build_optimizer, lr_factor, set_lr
 from bench.precision import autocast_for
 from bench.progress import progress
 from bench.views import ViewGenerator
+from evaluations.diagnostics import representation_diagnostics
 from methods.base import Batch, Context, Method
 from methods.modules import collapse_metrics
 from methods.registry import get_method
@@ -118,11 +119,17 @@ def peak_memory_mb(device: torch.device) -> float:
 def build_method(spec: RunSpec, dataset: Dataset, total_steps: int) -> Method:
     """Seeded construction: the same seed gives every method the same backbone init."""
     torch.manual_seed(spec.seed)
-    cfg = spec.suite.backbone
+    cfg = method_suite(spec.suite, get_method(spec.method)).backbone
     backbone = build_backbone(type(cfg)(**{**asdict(cfg), "in_channels": dataset.channels}))
     ctx = Context(len(dataset.train), dataset.num_classes, spec.suite.train.batch_size, total_steps,
                   spec.suite.resolution, dataset.channels)
     return get_method(spec.method)(backbone, spec.hparams, ctx)
+
+
+def method_suite(suite: Suite, cls: type[Method]) -> Suite:
+    """The suite with the backbone a method fixes (``pixels``: the input at the suite's resolution)."""
+    fixed = getattr(cls, "backbone_name", None)
+    return replace(suite, backbone=replace(suite.backbone, name=fixed, image_size=suite.resolution)) if fixed else suite
 
 
 def total_steps_for(suite: Suite, dataset_size: int, flops_per_step: float | None = None) -> int:
@@ -238,6 +245,7 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
     the run with status ``diverged``; it does not raise.
     """
     device = pick_device(spec.device)
+    spec = replace(spec, suite=method_suite(spec.suite, get_method(spec.method)))
     suite, out = with_precision(spec.suite, device), spec.out_dir
     out.mkdir(parents=True, exist_ok=True)
     digest = config_hash(pretraining_identity(suite), spec.method, spec.seed, spec.hparams,
@@ -268,10 +276,11 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
         "git_rev": git_revision(),
         "dataset": dataset.name, "dataset_size": len(dataset.train),
     }
-    if not cls.trains:
-        return _finish(out, method, record, steps=0, seconds=0.0, flops_per_step=0.0, status="complete", rank=rank)
-
     views = ViewGenerator(method.views(suite.resolution), dataset.mean, dataset.std, device)
+    if not cls.trains:  # baselines take no step, but ``initialise`` (random's BN statistics)
+        _initialise(method, dataset.train.images, views, suite, device)
+        return _finish(out, method, record, 0, 0.0, 0.0, "complete", device, rank, dataset)
+
     optimizer = build_optimizer(method.optimizer_cfg(), method.param_groups(), bs)
     sampler = Sampler(len(dataset.train), bs, spec.seed)
     step, seconds, flops_per_step = 0, 0.0, None
@@ -291,9 +300,7 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
     method.train()
     images = dataset.train.images.pin_memory() if device.type == "cuda" else dataset.train.images
     if step == 0:
-        with torch.no_grad(), autocast:
-            method.initialise((idx.to(device), views.plain(images[idx].to(device, non_blocking=True)))
-                              for idx in torch.arange(len(images)).split(suite.eval.batch_size))
+        _initialise(method, images, views, suite, device)
     labels = dataset.train.labels
     log_every, ckpt_every = suite.train.log_every, suite.train.checkpoint_every
     status, diverged_step = "complete", None
@@ -366,7 +373,14 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
     if status == "complete" and rank == 0:
         _save(out, method, optimizer, step, seconds, flops_per_step, digest)
     record["diverged_step"] = diverged_step
-    return _finish(out, method, record, step, seconds, flops_per_step or 0.0, status, device, rank)
+    return _finish(out, method, record, step, seconds, flops_per_step or 0.0, status, device, rank, dataset)
+
+
+def _initialise(method: Method, images: torch.Tensor, views: ViewGenerator, suite: Suite, device) -> None:
+    """``method.initialise`` with the whole training set, un-augmented, in batches of ``eval.batch_size``."""
+    with torch.no_grad(), autocast_for(device, suite.train.precision):
+        method.initialise((idx.to(device), views.plain(images[idx].to(device, non_blocking=True)))
+                          for idx in torch.arange(len(images)).split(suite.eval.batch_size))
 
 
 def check_workers(cls: type[Method], batch_size: int, world: int) -> None:
@@ -396,8 +410,10 @@ def _save(out, method, optimizer, step, seconds, flops_per_step, digest) -> None
 
 
 def _finish(out: Path, method: Method, record: dict, steps: int, seconds: float, flops_per_step: float,
-            status: str, device: torch.device = torch.device("cpu"), rank: int = 0) -> dict:
-    """Write the encoder and ``run.json`` (rank 0 only) and return the record."""
+            status: str, device: torch.device = torch.device("cpu"), rank: int = 0,
+            dataset: Dataset | None = None) -> dict:
+    """Write the encoder and ``run.json`` (rank 0 only) and return the record; a complete run's
+    record gets the final encoder's alignment and uniformity on test images (evaluations/diagnostics.py)."""
     bs = record["batch_size"]
     record.update({
         "status": status, "steps": steps, "images_seen": steps * bs, "seconds": round(seconds, 2),
@@ -405,6 +421,9 @@ def _finish(out: Path, method: Method, record: dict, steps: int, seconds: float,
         "peak_mem_mb": round(peak_memory_mb(device), 1),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
+    if rank == 0 and status == "complete" and dataset is not None:
+        record.update(representation_diagnostics(method.encoder, dataset, record["resolution"], device,
+                                                 autocast_for(device, record["precision"])))
     if rank == 0:
         atomic_torch_save(method.encoder.state_dict(), out / ENCODER)
         atomic_write_text(out / RUN_JSON, json.dumps(record, indent=2))

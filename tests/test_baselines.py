@@ -1,9 +1,106 @@
 """Baselines: `random` with BN statistics from the pretraining images, the `pixels` row,
 alignment / uniformity diagnostics, and the "above a baseline" counts."""
 
+import json
 import math
+from dataclasses import replace
 
 import pandas as pd
+import pytest
+import torch
+
+from bench.config import load_suite
+from bench.data import Dataset, Split
+from bench.engine import RunSpec, build_method, train
+from methods.registry import resolve_hparams
+
+
+def _toy_dataset(n=96, size=16):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 1, size, size), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 4, (n,), generator=g)
+    split = Split(images, labels)
+    return Dataset("toy", split, Split(images[:40], labels[:40]), 4, (0.5,), (0.25,), "generated")
+
+
+def _suite():
+    suite = load_suite("smoke")
+    return replace(suite, resolution=16, budget=replace(suite.budget, value=32 * 2),
+                   train=replace(suite.train, batch_size=32, precision="fp32"),
+                   eval=replace(suite.eval, batch_size=48))
+
+
+def _random(bn_stats="data"):
+    suite, ds = _suite(), _toy_dataset()
+    hp = resolve_hparams("random", {"bn_stats": bn_stats})
+    return build_method(RunSpec(suite, "random", 0, hp, None), ds, 1), ds
+
+
+def _batches(ds, n=48):
+    x = (ds.train.images.float() / 255 - 0.5) / 0.25
+    return [(torch.arange(i, i + n), x[i : i + n]) for i in range(0, len(x), n)]
+
+
+def test_random_bn_statistics_are_those_of_the_pretraining_images():
+    method, ds = _random("data")
+    batches = _batches(ds)  # two equal batches: the cumulative average is the mean of the batch statistics
+    method.initialise(iter(batches))
+    bn, conv = method.backbone.bn1, method.backbone.conv1
+    with torch.no_grad():
+        acts = [conv(x) for _, x in batches]
+    mean = torch.stack([a.mean((0, 2, 3)) for a in acts]).mean(0)
+    var = torch.stack([a.transpose(0, 1).flatten(1).var(1, unbiased=True) for a in acts]).mean(0)
+    assert torch.allclose(bn.running_mean, mean, atol=1e-5)
+    assert torch.allclose(bn.running_var, var, rtol=1e-4)
+    assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
+    assert bn.momentum == 0.1 and method.backbone.training  # momentum and mode restored
+    deep = method.backbone.layer4[-1].bn2
+    assert not torch.allclose(deep.running_var, torch.ones_like(deep.running_var))
+
+
+def test_random_bn_stats_init_keeps_zero_mean_unit_variance():
+    method, ds = _random("init")
+    method.initialise(iter(_batches(ds)))
+    for m in method.backbone.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            assert torch.equal(m.running_mean, torch.zeros_like(m.running_mean))
+            assert torch.equal(m.running_var, torch.ones_like(m.running_var))
+
+
+def test_engine_initialises_a_method_that_does_not_train(tmp_path):
+    suite, ds = _suite(), _toy_dataset()
+    record = train(RunSpec(suite, "random", 0, resolve_hparams("random", {}), tmp_path), ds, progress_bar=False)
+    assert record["steps"] == 0 and record["status"] == "complete"
+    state = torch.load(tmp_path / "encoder.pt", weights_only=True)
+    assert not torch.allclose(state["bn1.running_var"], torch.ones_like(state["bn1.running_var"]))
+
+
+def test_alignment_and_uniformity_by_hand():
+    from evaluations.diagnostics import alignment_uniformity
+
+    z1 = torch.tensor([[3.0, 0.0], [0.0, 2.0]])  # normalised: (1, 0), (0, 1)
+    z2 = torch.tensor([[0.0, 5.0], [0.0, 1.0]])  # normalised: (0, 1), (0, 1)
+    out = alignment_uniformity(z1, z2)
+    assert out["alignment"] == pytest.approx((2.0 + 0.0) / 2)  # ||(1,-1)||^2 = 2, then 0
+    # one pair per view: view 1 at squared distance 2 -> log exp(-4) = -4; view 2 identical -> 0
+    assert out["uniformity"] == pytest.approx((-4.0 + 0.0) / 2)
+
+
+def test_uniformity_averages_over_all_distinct_pairs():
+    from evaluations.diagnostics import alignment_uniformity
+
+    z = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])  # squared distances 2, 4, 2
+    expected = math.log((2 * math.exp(-4) + math.exp(-8)) / 3)
+    assert alignment_uniformity(z, z)["uniformity"] == pytest.approx(expected)
+    assert alignment_uniformity(z, z)["alignment"] == pytest.approx(0.0)
+
+
+def test_run_record_carries_alignment_and_uniformity(tmp_path):
+    suite, ds = _suite(), _toy_dataset()
+    train(RunSpec(suite, "simclr", 0, resolve_hparams("simclr", {}), tmp_path), ds, progress_bar=False)
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert 0 <= record["alignment"] <= 4 and -4 <= record["uniformity"] <= 0
+    assert record["diagnostics_images"] == 40
 
 
 def _board():
