@@ -27,7 +27,7 @@ from bench.views import ViewGenerator
 from evaluations.features import cached, extract, file_digest
 from evaluations.knn import knn_accuracy
 from evaluations.linear import linear_probe
-from methods.registry import resolve_hparams
+from methods.registry import get_method, resolve_hparams
 
 SEMI_FRACTIONS = {"semi_1pct": 0.01, "semi_10pct": 0.10}
 
@@ -70,6 +70,8 @@ def run_plan(suite: Suite, params: Params, method: str, runs: Path | None = None
     backbones = overrides.pop("backbones", None) or [suite.backbone.name]
     if not isinstance(backbones, list) or not all(isinstance(b, str) for b in backbones):
         raise SSLBenchError(f"methods.{method}.backbones must be a list of backbone names, got {backbones!r}.")
+    if getattr(get_method(method), "backbone_name", None) and backbones != [suite.backbone.name]:
+        raise SSLBenchError(f"methods.{method}.backbones: not applicable, '{method}' has no backbone to vary.")
     hp = resolve_hparams(method, overrides, suite.optimizer.as_override())
     for name in backbones:
         variant = None if name == suite.backbone.name else name

@@ -30,6 +30,9 @@ def scenes_dir(suite: Suite) -> Path:
 def transfer_run(suite: Suite, run: Path) -> list[dict]:
     """The four AP values of one run (NaN when its pretraining diverged); [] for a ViT run."""
     encoder, record = load_encoder(run)
+    if record["backbone"] == "pixels":
+        print(f"transfer: {run} skipped: not applicable to the pixels baseline (no backbone to fine-tune).")
+        return []
     if not record["backbone"].startswith("resnet"):
         print(f"transfer: {run} skipped: detection transfer needs a ResNet backbone, not {record['backbone']}.")
         return []

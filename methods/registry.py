@@ -9,7 +9,7 @@ from bench.errors import SSLBenchError, choices
 from bench.schema import build
 
 MODULES = (
-    "random", "supervised",                                   # baselines
+    "random", "pixels", "supervised",                         # baselines
     "simclr", "mocov2", "byol",                               # foundation
     "mocov1", "invaspread", "dim", "amdim", "cpc_v2",         # first generation
     "simclr_v2", "simsiam", "mocov3", "swav", "barlowtwins", "vicreg",

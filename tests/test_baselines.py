@@ -75,6 +75,63 @@ def test_engine_initialises_a_method_that_does_not_train(tmp_path):
     assert not torch.allclose(state["bn1.running_var"], torch.ones_like(state["bn1.running_var"]))
 
 
+def test_pixels_backbone_is_the_flattened_input():
+    from bench.backbones import BackboneCfg, build_backbone
+
+    enc = build_backbone(BackboneCfg(name="pixels", in_channels=3, image_size=8))
+    assert enc.feature_dim == 3 * 8 * 8 and not list(enc.parameters())
+    x = torch.randn(5, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(enc(x), x.reshape(5, -1))
+
+
+def test_pixels_run_records_its_backbone_and_evaluates(tmp_path, monkeypatch):
+    from bench import paths
+    from bench.stages import evaluate_run, load_encoder
+
+    monkeypatch.setattr(paths, "features_cache", lambda suite: tmp_path / "cache")
+    suite, ds = _suite(), _toy_dataset()
+    suite = replace(suite, eval=replace(suite.eval, protocols=["knn", "linear"]))
+    record = train(RunSpec(suite, "pixels", 0, resolve_hparams("pixels", {}), tmp_path / "run"), ds,
+                   progress_bar=False)
+    assert record["backbone"] == "pixels" and record["family"] == "baseline" and record["steps"] == 0
+    encoder, rec = load_encoder(tmp_path / "run")
+    assert encoder.feature_dim == 16 * 16 and rec["backbone_cfg"]["name"] == "pixels"
+    rows = evaluate_run(suite, tmp_path / "run", ds)
+    values = {r["protocol"]: r["value"] for r in rows}
+    assert values["knn_k20"] > 0 and values["linear"] > 0 and all(r["backbone"] == "pixels" for r in rows)
+
+
+def test_pixels_semi_supervised_is_a_linear_classifier_on_pixels():
+    from bench.backbones import BackboneCfg, build_backbone
+    from evaluations.semi_supervised import finetune
+
+    ds = _toy_dataset()
+    enc = build_backbone(BackboneCfg(name="pixels", in_channels=1, image_size=16))
+    cfg = load_suite("tiny").eval.semi
+    acc = finetune(enc, enc.feature_dim, ds.train.images, ds.train.labels, ds.test.images, ds.test.labels, 4,
+                   ds.mean, ds.std, 16, 1, cfg, torch.device("cpu"))
+    assert 0 <= acc["top1"] <= 100
+
+
+def test_pixels_refuses_other_backbones():
+    from bench.config import Params
+    from bench.errors import SSLBenchError
+    from bench.stages import run_plan
+
+    params = Params(suite="smoke", methods={"pixels": {"backbones": ["resnet18", "vit_tiny"]}})
+    with pytest.raises(SSLBenchError, match="not applicable"):
+        list(run_plan(load_suite("smoke"), params, "pixels"))
+
+
+def test_transfer_skips_pixels_as_not_applicable(tmp_path, capsys):
+    from bench.transfer import transfer_run
+
+    suite, ds = _suite(), _toy_dataset()
+    train(RunSpec(suite, "pixels", 0, resolve_hparams("pixels", {}), tmp_path), ds, progress_bar=False)
+    assert transfer_run(suite, tmp_path) == []
+    assert "not applicable" in capsys.readouterr().out
+
+
 def test_alignment_and_uniformity_by_hand():
     from evaluations.diagnostics import alignment_uniformity
 
