@@ -158,8 +158,12 @@ def backbone_step(encoder: torch.nn.Module, dataset: Dataset, suite: Suite, devi
     return step
 
 
-def evaluation_row(suite: Suite, dataset: Dataset, encoder: torch.nn.Module) -> dict:
-    """Feature extraction rate and the time of a 60k x 10k kNN at dimension 512."""
+KNN_SIZE = (60000, 10000, 512)  # train x test features x dimension of the kNN timing
+
+
+def evaluation_row(suite: Suite, dataset: Dataset, encoder: torch.nn.Module,
+                   knn_size: tuple[int, int, int] = KNN_SIZE) -> dict:
+    """Feature extraction rate and the time of a kNN of ``knn_size`` (60k x 10k at dimension 512)."""
     device = pick_device(suite.device)
     plain = ViewGenerator(None, dataset.mean, dataset.std, device)
     sample = dataset.train.images[:8192]
@@ -168,8 +172,9 @@ def evaluation_row(suite: Suite, dataset: Dataset, encoder: torch.nn.Module) -> 
             precision=suite.train.precision)
     extract_rate = len(sample) / (time.perf_counter() - start)
     g = torch.Generator().manual_seed(0)
-    train_x, test_x = torch.randn(60000, 512, generator=g), torch.randn(10000, 512, generator=g)
-    train_y = torch.randint(0, 10, (60000,), generator=g)
+    n_train, n_test, dim = knn_size
+    train_x, test_x = torch.randn(n_train, dim, generator=g), torch.randn(n_test, dim, generator=g)
+    train_y = torch.randint(0, 10, (n_train,), generator=g)
     times = []
     for _ in range(3):
         start = time.perf_counter()
@@ -179,7 +184,8 @@ def evaluation_row(suite: Suite, dataset: Dataset, encoder: torch.nn.Module) -> 
 
 
 def run_perf(suite: Suite, dataset: Dataset, methods: list[str], out_dir: Path,
-             warmup: int = 3, repeats: int = 15, overrides: dict[str, dict] | None = None) -> pd.DataFrame:
+             warmup: int = 3, repeats: int = 15, overrides: dict[str, dict] | None = None,
+             knn_size: tuple[int, int, int] = KNN_SIZE) -> pd.DataFrame:
     """The perf table at the suite's resolved precision, each method with the board's overrides."""
     suite = with_precision(suite, pick_device(suite.device))
     rows = []
@@ -190,7 +196,7 @@ def run_perf(suite: Suite, dataset: Dataset, methods: list[str], out_dir: Path,
     device = pick_device(suite.device)
     encoder = build_method(RunSpec(suite, "random", 0, resolve_hparams("random", {}), Path("."), suite.device),
                            dataset, 1).encoder
-    for key, value in evaluation_row(suite, dataset, encoder).items():
+    for key, value in evaluation_row(suite, dataset, encoder, knn_size).items():
         table[key] = value
     table.insert(0, "device", device.type)
     table.insert(1, "threads", torch.get_num_threads())

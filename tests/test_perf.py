@@ -9,12 +9,13 @@ from tests.test_engine import _toy_dataset
 
 def test_perf_table_columns(tmp_path):
     suite = load_suite("smoke")
-    table = run_perf(suite, _toy_dataset(), ["simclr"], tmp_path, warmup=1, repeats=1)
+    table = run_perf(suite, _toy_dataset(), ["simclr"], tmp_path, warmup=1, repeats=1, knn_size=(2000, 500, 64))
     saved = pd.read_csv(tmp_path / "cpu.csv")
     for col in ("method", "step_images_per_s", "backbone_images_per_s", "efficiency", "views_per_s",
                 "views_over_step", "peak_mem_mb", "extract_images_per_s", "knn_60k_10k_512_s"):
         assert col in saved.columns
     assert (table["efficiency"] > 0).all() and saved.loc[0, "method"] == "simclr"
+    assert saved.loc[0, "precision"] in ("fp32", "bf16")  # the resolved precision, never "auto"
 
 
 def test_profile_lists_the_step_operators_by_self_time():

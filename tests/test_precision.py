@@ -106,3 +106,25 @@ def test_suite_replace_keeps_other_fields():
     suite = _suite(precision="auto")
     resolved = with_precision(replace(suite), "cpu")
     assert resolved.train.batch_size == suite.train.batch_size and resolved.train.precision in ("fp32", "bf16")
+
+
+def test_auto_refuses_bf16_that_computes_non_finite_values(monkeypatch, tmp_path, capsys):
+    """A native, faster bf16 whose convolutions give NaN (torch 2.14.1 on 1 x 1 inputs) is not chosen."""
+    monkeypatch.setattr(precision, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(precision, "native_bf16", lambda kind: True)
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 1.4)
+    monkeypatch.setattr(precision, "cpu_bf16_is_finite", lambda: False)
+    precision._warned.clear()
+    assert precision.resolve("auto", "cpu") == "fp32"
+    assert precision.resolve("bf16", "cpu") == "bf16"  # an explicit choice is kept, with a warning
+    assert "non-finite values" in capsys.readouterr().err
+    monkeypatch.setattr(precision, "cpu_bf16_is_finite", lambda: True)
+    for cached in tmp_path.glob("precision-*.json"):
+        cached.unlink()
+    assert precision.resolve("auto", "cpu") == "bf16"
+
+
+def test_self_test_runs_the_defective_pattern():
+    """The self-test is quick and returns a verdict (False on hosts with the oneDNN defect)."""
+    precision.cpu_bf16_is_finite.cache_clear()
+    assert precision.cpu_bf16_is_finite(trials=3) in (True, False)
