@@ -40,6 +40,9 @@ class TrainCfg:
         "doc": "auto: bf16 only where the device computes it natively and faster (bench/precision.py)"})
     checkpoint_every: int = field(default=100, metadata={"positive": True, "doc": "steps between checkpoints"})
     log_every: int = field(default=10, metadata={"positive": True})
+    ema_horizon_cap: float = field(default=1.0, metadata={
+        "positive": True, "doc": "an EMA target (BYOL, MoCo, DINO) averages over at most this fraction of the run's "
+                                 "steps; 1 = the paper's horizon in epochs, uncapped"})
     threads: int = field(default=0, metadata={"nonnegative": True,
                                               "doc": "torch CPU threads (0 = the cores not already busy)"})
 

@@ -21,7 +21,7 @@ from bench.io import atomic_write_text
 SWEEPS_DIR = Path(__file__).parent / "sweeps"
 COLUMNS = ["suite", "method", "parameter", "value", "seed", "knn_k20", "knn_k200", "linear", "seconds",
            "images_seen", "status"]
-SUITE_PARAMS = {"batch_size"}  # swept on the suite's train config, not on the method's hparams
+SUITE_PARAMS = {"batch_size", "ema_horizon_cap"}  # swept on the suite's train config, not on the method's hparams
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ class Context:
     total_steps: int
     resolution: int
     in_channels: int
+    ema_horizon_cap: float = 1.0  # the suite's train.ema_horizon_cap (methods.modules.scale_momentum)
 
 
 class Method(nn.Module):

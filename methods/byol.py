@@ -59,7 +59,7 @@ class BYOL(Method):
         self.target = frozen_copy(self.online)
         self.tau_base = hp.tau_base
         if hp.scale_to_dataset:
-            self.tau_base = scale_momentum(hp.tau_base, 4096, ctx.batch_size, ctx.dataset_size)
+            self.tau_base = scale_momentum(hp.tau_base, 4096, ctx)
         self.tau = self.tau_base
 
     def training_step(self, batch: Batch) -> StepOutput:

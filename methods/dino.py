@@ -107,7 +107,7 @@ class DINO(Method):
         self.register_buffer("center", torch.zeros(1, hp.out_dim))
         self.m_base = hp.momentum_teacher
         if hp.scale_to_dataset:
-            self.m_base = scale_momentum(hp.momentum_teacher, 1024, ctx.batch_size, ctx.dataset_size)
+            self.m_base = scale_momentum(hp.momentum_teacher, 1024, ctx)
         self.m = self.m_base
         self.register_buffer("progress", torch.zeros(()))  # a buffer: a resumed run keeps its schedule
 

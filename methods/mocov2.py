@@ -65,7 +65,7 @@ class MomentumContrast(Method):
         self.key = frozen_copy(self.query)
         momentum, length = hp.momentum, hp.queue_length
         if hp.scale_to_dataset:
-            momentum = scale_momentum(hp.momentum, 256, ctx.batch_size, ctx.dataset_size)
+            momentum = scale_momentum(hp.momentum, 256, ctx)
             length = scale_length(hp.queue_length, ctx.dataset_size, ctx.batch_size)
         self.momentum = momentum
         self.queue = FeatureQueue(length, hp.proj_dim)

@@ -83,7 +83,7 @@ class MoCoV3(Method):
         self.temperature = hp.temperature or (0.2 if vit else 1.0)
         self.m_base = hp.momentum
         if hp.scale_to_dataset:
-            self.m_base = scale_momentum(hp.momentum, 4096, ctx.batch_size, ctx.dataset_size)
+            self.m_base = scale_momentum(hp.momentum, 4096, ctx)
         self.m = self.m_base
 
     def training_step(self, batch: Batch) -> StepOutput:

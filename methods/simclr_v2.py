@@ -81,7 +81,7 @@ class SimCLRv2(Method):
             length, momentum = hp.queue_length, hp.momentum
             if hp.scale_to_dataset:
                 length = scale_length(hp.queue_length, ctx.dataset_size, ctx.batch_size)
-                momentum = scale_momentum(hp.momentum, 4096, ctx.batch_size, ctx.dataset_size)
+                momentum = scale_momentum(hp.momentum, 4096, ctx)
             self.momentum = momentum
             self.queue = FeatureQueue(length, hp.proj_dim)
 

@@ -5,6 +5,7 @@ import math
 import torch
 from torch import nn
 
+from methods.base import Context
 from methods.modules import (
     FeatureQueue,
     collapse_metrics,
@@ -48,14 +49,26 @@ def test_cosine_increase_endpoints():
     assert math.isclose(cosine_increase(0.99, 0.5), 0.995)
 
 
+def _ctx(batch, dataset, steps=0, cap=1.0):
+    return Context(dataset, 10, batch, steps, 28, 1, cap)
+
+
 def test_scaling_keeps_fractions_of_the_dataset():
     # MoCo: m=0.999 at batch 256 averages 256k images = 0.1998 ImageNet epochs
-    m = scale_momentum(0.999, 256, 256, 60000)
+    m = scale_momentum(0.999, 256, _ctx(256, 60000))
     assert math.isclose(256 / (1 - m), 256 / 0.001 * 60000 / 1_281_167, rel_tol=1e-9)
-    assert scale_momentum(0.999, 256, 256, 1_281_167) == 0.999 or math.isclose(
-        scale_momentum(0.999, 256, 256, 1_281_167), 0.999)
+    assert math.isclose(scale_momentum(0.999, 256, _ctx(256, 1_281_167)), 0.999)
     assert scale_length(65536, 60000, 256) == 3072
-    assert scale_momentum(0.0, 256, 256, 60000) == 0.0
+    assert scale_momentum(0.0, 256, _ctx(256, 60000)) == 0.0
+
+
+def test_ema_horizon_cap_bounds_the_horizon_by_a_share_of_the_run():
+    """BYOL's 0.996 at batch 4096 is ~0.8 ImageNet epochs: 125 steps of 64 on 10k images; capped at 5 %
+    of a 320-step run it spans 16 steps (m = 1 - 1/16); a cap above the horizon changes nothing."""
+    uncapped = scale_momentum(0.996, 4096, _ctx(64, 10000, 320))
+    assert math.isclose(1 / (1 - uncapped), 4096 / 0.004 * 10000 / 1_281_167 / 64, rel_tol=1e-9)
+    assert math.isclose(scale_momentum(0.996, 4096, _ctx(64, 10000, 320, cap=0.05)), 1 - 1 / 16)
+    assert scale_momentum(0.996, 4096, _ctx(64, 10000, 320, cap=0.9)) == uncapped
 
 
 def test_collapse_metrics_detect_collapse():
