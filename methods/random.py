@@ -11,9 +11,9 @@ data; with the init values (mean 0, variance 1) BN is the identity in eval mode.
 
 Paper defaults: none (a baseline). ``bn_stats: data`` is the definition above.
 Deviations: ``bn_stats: init`` keeps the init statistics (the board's definition before
-issue 18): an override, not a default row. On tiny (seeds 0 / 1) it scores kNN-20 70.2 / 70.7
-and linear 69.2 / 69.3 against 47.7 / 50.3 and 45.7 / 45.2 with ``data``; the semi-supervised
-rows do not change (the fine-tune re-estimates BN).
+issue 18): an override, not a default row. On tiny (fp32, seeds 0 / 1) it scores kNN-20 70.4 /
+70.7 and linear 69.2 / 69.4 against 48.0 / 51.1 and 46.0 / 44.9 with ``data``; the
+semi-supervised rows do not change (the fine-tune re-estimates BN).
 Every SSL method must beat this row on the same backbone; it measures how much of a
 score comes from the architecture and the evaluation alone.
 """
