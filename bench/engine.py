@@ -257,6 +257,8 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
     bs = suite.train.batch_size
     world, rank = dist_world_size(), dist_rank()
     total = total_steps_for(suite, len(dataset.train))
+    if suite.budget.unit == "flops":  # the step count follows from one step's FLOPs, counted on a throwaway copy
+        total = total_steps_for(suite, len(dataset.train), step_flops(spec, suite, dataset, device))
     method = build_method(spec, dataset, total).to(device)
     cls = type(method)
     if world > 1:
@@ -381,6 +383,17 @@ def _initialise(method: Method, images: torch.Tensor, views: ViewGenerator, suit
     with torch.no_grad(), autocast_for(device, suite.train.precision):
         method.initialise((idx.to(device), views.plain(images[idx].to(device, non_blocking=True)))
                           for idx in torch.arange(len(images)).split(suite.eval.batch_size))
+
+
+def step_flops(spec: RunSpec, suite: Suite, dataset: Dataset, device: torch.device) -> float:
+    """FLOPs of one training step (forward and backward) of a freshly built method, on the run's first batch."""
+    method = build_method(spec, dataset, 1).to(device).train()
+    views = ViewGenerator(method.views(suite.resolution), dataset.mean, dataset.std, device)
+    idx = Sampler(len(dataset.train), suite.train.batch_size, spec.seed).indices(0)
+    gen = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003)
+    batch = Batch(views(dataset.train.images[idx], gen), idx.to(device), dataset.train.labels[idx].to(device), gen)
+    flops, _ = _count_flops(lambda: forward_backward(method, batch, autocast_for(device, suite.train.precision)))
+    return flops
 
 
 def check_workers(cls: type[Method], batch_size: int, world: int) -> None:

@@ -85,3 +85,13 @@ def test_code_change_invalidates_a_finished_run(tmp_path, monkeypatch):
     second = train(spec, ds, progress_bar=False)
     assert second["config_hash"] != first["config_hash"] and second["finished"] >= first["finished"]
     assert second["steps"] == first["steps"]
+
+
+def test_flops_budget_trains_the_steps_it_pays_for(tmp_path):
+    """A flops budget of five steps' FLOPs trains five steps (it trained exactly one: issue 15)."""
+    suite, ds = _suite(precision="fp32"), _toy_dataset()
+    hp = resolve_hparams("simclr", {})
+    one = train(RunSpec(suite, "simclr", 0, hp, tmp_path / "steps"), ds, progress_bar=False)["flops_per_step"]
+    flops = replace(suite, budget=replace(suite.budget, unit="flops", value=5 * one))
+    record = train(RunSpec(flops, "simclr", 0, hp, tmp_path / "flops"), ds, progress_bar=False)
+    assert record["steps"] == 5 and record["flops"] == pytest.approx(5 * one)
