@@ -173,7 +173,9 @@ def cmd_perf(args) -> None:
         suite = replace(suite, device=args.device)
     suite = with_precision(suite, pick_device(suite.device))
     methods = _methods(args, params)
-    methods = [m for m in methods if m != "random"]
+    from methods.registry import get_method
+
+    methods = [m for m in methods if get_method(m).trains]  # baselines without training have no step
     if args.profile:
         from bench.io import atomic_write_text
         from bench.perf import profile_method
