@@ -300,7 +300,8 @@ def test_cpc_predictions_target_the_patch_k_rows_below(monkeypatch):
     from methods.base import Batch, Context
 
     hp = resolve_hparams("cpc_v2", {})
-    method = cpc.CPCv2(build_backbone(BackboneCfg("resnet18", 8, True, 1)), hp, Context(64, 4, 4, 10, 28, 1))
+    backbone = build_backbone(BackboneCfg("resnet18", 8, True, in_channels=1))
+    method = cpc.CPCv2(backbone, hp, Context(64, 4, 4, 10, 28, 1))
     seen = []
 
     def spy(pred, cand, targets, temperature=1.0):
@@ -310,8 +311,8 @@ def test_cpc_predictions_target_the_patch_k_rows_below(monkeypatch):
     monkeypatch.setattr(cpc, "cpc_info_nce", spy)
     method.training_step(Batch([torch.randn(2, 1, 28, 28)], torch.arange(2), torch.zeros(2)))
     g = 6
-    assert method.grid == g and len(seen) == hp.steps
-    for k, (n_pred, n_cand, targets) in enumerate(seen, start=1):
+    assert method.grid == g and len(seen) == hp.steps and method.offsets == (2, 3, 4)
+    for k, (n_pred, n_cand, targets) in zip(method.offsets, seen):
         assert n_cand == 2 * g * g and n_pred == 2 * (g - k) * g
         # prediction m comes from context cell (b, r, c); its target is patch (b, r + k, c)
         m = torch.arange(n_pred)
