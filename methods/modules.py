@@ -42,13 +42,28 @@ def frozen_copy(module: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
-    """target = m * target + (1 - m) * online, for parameters; buffers are copied."""
+    """target = m * target + (1 - m) * online, for parameters only (as the authors' DINO, MoCo and
+    BYOL code): buffers are left alone, so the target's BN running statistics are estimated by its
+    own forward passes, which run in train mode (``Method.train()`` covers the target too)."""
     t_params = list(target.parameters())
     o_params = list(online.parameters())
     torch._foreach_mul_(t_params, momentum)
     torch._foreach_add_(t_params, o_params, alpha=1 - momentum)
-    for t_buf, o_buf in zip(target.buffers(), online.buffers()):
-        t_buf.copy_(o_buf)
+
+
+def multicrop_forward(backbone: nn.Module, head: nn.Module, crops: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Multi-crop as DINO's MultiCropWrapper and SwAV's forward: the backbone runs once per run of
+    consecutive equal-resolution crops, the head once on all the features (its BN sees every crop
+    together). Returns one output per crop (crops hold the same images, so equal batch sizes)."""
+    feats = []
+    start = 0
+    while start < len(crops):
+        end = start + 1
+        while end < len(crops) and crops[end].shape[-2:] == crops[start].shape[-2:]:
+            end += 1
+        feats.append(backbone(torch.cat(crops[start:end])))
+        start = end
+    return list(head(torch.cat(feats)).chunk(len(crops)))
 
 
 def cosine_increase(base: float, progress: float, final: float = 1.0) -> float:

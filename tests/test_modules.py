@@ -28,18 +28,24 @@ def test_queue_is_fifo_and_wraps_around():
     assert q.keys[2, 0].item() == 4.0  # slot 2 was written last (key 8 -> position 7 % 5)
 
 
-def test_ema_update_rule_and_buffers():
+def test_ema_update_averages_parameters_and_leaves_buffers():
+    """The authors' EMA (DINO, MoCo, BYOL) covers parameters only: p_t = m p_t + (1 - m) p_s;
+    the target's BN statistics come from its own forward passes."""
     online = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
     target = frozen_copy(online)
     with torch.no_grad():
         for p in online.parameters():
             p.add_(1.0)
         online[1].running_mean.fill_(7.0)
+        target[1].running_var.fill_(3.0)
     before = [p.clone() for p in target.parameters()]
-    ema_update(target, online, 0.9)
+    buffers = {k: v.clone() for k, v in target.named_buffers()}
+    m = 0.9
+    ema_update(target, online, m)
     for b, t, o in zip(before, target.parameters(), online.parameters()):
-        assert torch.allclose(t, 0.9 * b + 0.1 * o)
-    assert torch.all(target[1].running_mean == 7.0)
+        assert torch.allclose(t, m * b + (1 - m) * o, rtol=1e-6, atol=0)
+    for k, v in target.named_buffers():
+        assert torch.equal(v, buffers[k]), k
     assert all(not p.requires_grad for p in target.parameters())
 
 
