@@ -129,13 +129,13 @@ def soft_cross_entropy(targets: torch.Tensor, logits: torch.Tensor, temperature:
     return -(targets.detach().float() * logp).sum(dim=-1).mean()
 
 
-def swapped_prediction(scores: list[torch.Tensor], codes: dict[int, torch.Tensor],
-                       temperature: float) -> torch.Tensor:
-    """SwAV: for each crop ``i`` with codes q_i (the global crops), every other crop ``v``
-    predicts them from its prototype scores; averaged over the (i, v != i) pairs."""
+def every_other_crop(targets: dict[int, torch.Tensor], logits: list[torch.Tensor],
+                     temperature: float) -> torch.Tensor:
+    """Multi-crop cross-view loss: the target of crop ``i`` is predicted by every other crop
+    ``v != i`` (soft cross entropy on its logits); averaged over the (i, v) pairs."""
     total, terms = 0.0, 0
-    for i, q in codes.items():
-        for v, s in enumerate(scores):
+    for i, q in targets.items():
+        for v, s in enumerate(logits):
             if v == i:
                 continue
             total = total + soft_cross_entropy(q, s, temperature)
@@ -143,19 +143,19 @@ def swapped_prediction(scores: list[torch.Tensor], codes: dict[int, torch.Tensor
     return total / terms
 
 
+def swapped_prediction(scores: list[torch.Tensor], codes: dict[int, torch.Tensor],
+                       temperature: float) -> torch.Tensor:
+    """SwAV: for each crop ``i`` with codes q_i (the global crops), every other crop ``v``
+    predicts them from its prototype scores; averaged over the (i, v != i) pairs."""
+    return every_other_crop(codes, scores, temperature)
+
+
 def dino_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], center: torch.Tensor,
               student_temp: float, teacher_temp: float) -> torch.Tensor:
     """DINO: teacher probabilities softmax((t - c) / T_t) of each global crop are the
     targets of the student's softmax(s / T_s) on every *other* crop; averaged over pairs."""
     targets = [F.softmax((t.float() - center) / teacher_temp, dim=-1).detach() for t in teacher]
-    total, terms = 0.0, 0
-    for i, q in enumerate(targets):
-        for v, s in enumerate(student):
-            if v == i:
-                continue
-            total = total + soft_cross_entropy(q, s, student_temp)
-            terms += 1
-    return total / terms
+    return every_other_crop(dict(enumerate(targets)), student, student_temp)
 
 
 # --- first-generation contrastive methods (InstDisc, InvaSpread, PIRL, CMC, DIM, AMDIM, CPC) ---
