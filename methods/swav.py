@@ -24,11 +24,17 @@ of the paper's 100-epoch schedule, is the first 1 % of the budget
 (``freeze_prototypes``); the queue (one per global crop, as in the paper's code)
 is scaled by the shared rule (``methods.modules.scale_length``, a multiple of the
 batch; ``scale_to_dataset: false`` keeps 3840), starts at 15 % of the budget
-(epoch 15 of 100), is used once full, and ``queue_length: 0`` disables it. Global
-crops and small crops are encoded as two batches (as in the paper's code). The
-suite may impose one optimizer for every method (the tiny suite does). The
-embedding logged for the collapse metrics is the first global crop's normalised
-projection.
+(epoch 15 of 100), is used once full, and ``queue_length: 0`` disables it. The number
+of prototypes keeps the paper's ratio to the features in the Sinkhorn step (K = 3000
+for batch 256 + queue 3840 = 4096; the appendix sizes the queue "in the same range as
+the number of prototypes" so that the batch can be split equally among them):
+K = round(3000 x (batch + queue) / 4096), at most 3000, so 94 at the tiny suite's batch
+64 + queue 64 (``scale_to_dataset: false`` keeps 3000; not measured). The backbone
+encodes the global crops and the small crops as two batches and the projector runs
+once on all of them, as the paper's code does (it ran once per crop size, so its BN
+normalised global and small crops apart; fixed in issue 16). The suite may impose one
+optimizer for every method (the tiny suite does). The embedding logged for the
+collapse metrics is the first global crop's normalised projection.
 """
 
 from __future__ import annotations
@@ -42,13 +48,15 @@ from torch import nn
 from bench.views import ViewSpec, recipe, scaled_crop_size
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import swapped_prediction
-from methods.modules import FeatureQueue, mlp, scale_length, sinkhorn
+from methods.modules import FeatureQueue, mlp, multicrop_forward, scale_length, sinkhorn
 from methods.registry import register
+
+PAPER_SINKHORN_SAMPLES = 256 + 3840  # batch + queue sharing the paper's K = 3000 prototypes
 
 
 @dataclass(frozen=True)
 class SwAVHparams:
-    prototypes: int = field(default=3000, metadata={"positive": True})
+    prototypes: int = field(default=3000, metadata={"positive": True, "doc": "K at the paper's batch + queue of 4096"})
     proj_dim: int = field(default=128, metadata={"positive": True})
     hidden_factor: float = field(default=1.0, metadata={"positive": True})
     temperature: float = field(default=0.1, metadata={"positive": True})
@@ -76,10 +84,11 @@ class SwAV(Method):
         super().__init__(backbone, hp, ctx)
         dim = backbone.feature_dim
         self.projector = mlp(dim, max(8, int(round(dim * hp.hidden_factor))), hp.proj_dim, layers=2)
-        self.prototypes = nn.Linear(hp.proj_dim, hp.prototypes, bias=False)
-        length = hp.queue_length
-        if length and hp.scale_to_dataset:
-            length = scale_length(hp.queue_length, ctx.dataset_size, ctx.batch_size)
+        length, k = hp.queue_length, hp.prototypes
+        if hp.scale_to_dataset:
+            length = scale_length(length, ctx.dataset_size, ctx.batch_size) if length else 0
+            k = min(k, max(1, round(k * (ctx.batch_size + length) / PAPER_SINKHORN_SAMPLES)))
+        self.prototypes = nn.Linear(hp.proj_dim, k, bias=False)
         self.queues = nn.ModuleList(FeatureQueue(length, hp.proj_dim) for _ in range(2)) if length else None
         self.register_buffer("queued", torch.zeros((), dtype=torch.long))  # keys pushed so far
         self.normalize_prototypes()
@@ -94,17 +103,9 @@ class SwAV(Method):
         self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
 
     def embed(self, crops: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Normalised projections of every crop; crops of one size are encoded as one batch."""
-        out: list[torch.Tensor] = []
-        start = 0
-        while start < len(crops):
-            end = start
-            while end < len(crops) and crops[end].shape[-1] == crops[start].shape[-1]:
-                end += 1
-            z = F.normalize(self.projector(self.backbone(torch.cat(crops[start:end]))), dim=1)
-            out += list(z.chunk(end - start))
-            start = end
-        return out
+        """Normalised projections of every crop: the backbone once per crop size, the projector
+        once on all the features (the paper's code)."""
+        return [F.normalize(z, dim=1) for z in multicrop_forward(self.backbone, self.projector, crops)]
 
     def queue_ready(self) -> bool:
         return self.queues is not None and int(self.queued) >= len(self.queues[0].keys)
