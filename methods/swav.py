@@ -26,8 +26,8 @@ is scaled by the shared rule (``methods.modules.scale_length``, a multiple of th
 batch; ``scale_to_dataset: false`` keeps 3840), starts at 15 % of the budget
 (epoch 15 of 100), is used once full, and ``queue_length: 0`` disables it. The number
 of prototypes keeps the paper's ratio to the features in the Sinkhorn step (K = 3000
-for batch 256 + queue 3840 = 4096; the appendix sizes the queue "in the same range as
-the number of prototypes" so that the batch can be split equally among them):
+for batch 256 + queue 3840 = 4096; the paper's appendix keeps about as many queued
+features as prototypes, so that the features can be split equally among them):
 K = round(3000 x (batch + queue) / 4096), at most 3000, so 94 at the tiny suite's batch
 64 + queue 64 (``scale_to_dataset: false`` keeps 3000; not measured). The backbone
 encodes the global crops and the small crops as two batches and the projector runs
