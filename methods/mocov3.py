@@ -26,7 +26,10 @@ cosine to 1. The default optimizer is the ResNet recipe; the ViT recipe (AdamW
 for every method (the tiny suite does). Our ViT uses learned position
 embeddings (the paper: fixed 2-D sin-cos) and the patch projection's default
 initialisation (the paper: Xavier-uniform over the flattened patch). BN
-statistics are per device (the paper uses SyncBN).
+statistics are per device (the paper uses SyncBN). Fixed in issue 16: the EMA copied
+the online network's BN buffers into the momentum encoder; it now averages parameters
+only, as the paper's code, and the momentum encoder's BN statistics come from its own
+(train-mode) forward passes.
 """
 
 from __future__ import annotations
@@ -39,12 +42,8 @@ from torch import nn
 from bench.distributed import gather_with_grad
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import in_batch_info_nce
-from methods.modules import cosine_increase, ema_update, frozen_copy, mlp, scale_momentum
+from methods.modules import cosine_increase, ema_update, frozen_copy, is_vit, mlp, scale_momentum
 from methods.registry import register
-
-
-def is_vit(backbone: nn.Module) -> bool:
-    return hasattr(backbone, "patch_embed")
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,11 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2, bn_hidden: 
     return nn.Sequential(*mods)
 
 
+def is_vit(backbone: nn.Module) -> bool:
+    """A ViT backbone (the methods whose papers give separate ViT and ResNet recipes ask)."""
+    return hasattr(backbone, "patch_embed")
+
+
 def frozen_copy(module: nn.Module) -> nn.Module:
     """A deep copy that the optimizer never sees (momentum / target encoder)."""
     target = copy.deepcopy(module)
