@@ -76,3 +76,19 @@ def pareto(frame: pd.DataFrame, front: pd.DataFrame, cost: str, score: str, titl
     line = alt.Chart(front.assign(front="Pareto front")).mark_line(interpolate="step-after", color="gray",
                                                                     strokeDash=[6, 3]).encode(x=x, y=y)
     return alt.layer(line, points, labels)
+
+
+def seed_spread(seeds: pd.DataFrame, label: str, order: list[str]) -> alt.Chart:
+    """Each seed's value of one protocol as a dot, the range over seeds as a bar, one row per method."""
+    frame = seeds.dropna(subset=[label]).assign(row=lambda d: d["method"] + " · " + d["backbone"].astype(str))
+    frame = frame.rename(columns={label: "value"})
+    y = alt.Y("row:N", sort=[r for r in order if r in set(frame["row"])], title=None,
+              axis=alt.Axis(labelLimit=220, labelOverlap=False))
+    x = alt.X("value:Q", title=f"{label} (%)", scale=alt.Scale(zero=False), axis=alt.Axis(tickCount=10))
+    height = 22 * frame["row"].nunique() + 20
+    base = alt.Chart(frame, height=height)
+    span = base.mark_rule(strokeWidth=3, color="#9e9e9e").encode(
+        y=y, x=alt.X("min(value):Q", title=f"{label} (%)", scale=alt.Scale(zero=False)), x2="max(value):Q")
+    dots = base.mark_point(filled=True, size=45, color="#1565c0").encode(
+        y=y, x=x, tooltip=["method", "backbone", "seed", alt.Tooltip("value:Q", format=".2f")])
+    return alt.layer(span, dots)

@@ -8,6 +8,7 @@ path from the user: names come from listing the directories.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -20,6 +21,11 @@ import yaml
 CODE_ROOT = Path(__file__).resolve().parents[1]
 if str(CODE_ROOT) not in sys.path:
     sys.path.append(str(CODE_ROOT))
+
+
+def bench(module: str):
+    """``bench.<module>`` of the code (importable once this module has put the code root on sys.path)."""
+    return importlib.import_module(f"bench.{module}")
 
 
 def root() -> Path:

@@ -13,6 +13,20 @@ PROTOCOL_LABELS = {
 }
 STATUS_MARKERS = {"complete": "✔ complete", "deviation": "⚠ deviation", "diverged": "✘ diverged",
                   "failed": "✖ failed"}  # plain glyphs: they render without an emoji font
+PROTOCOL_HELP = {
+    "knn_k20": "kNN top-1 (%) on frozen features: k = 20 cosine neighbours, votes weighted exp(s / 0.07)",
+    "knn_k200": "kNN top-1 (%) on frozen features: k = 200 cosine neighbours, votes weighted exp(s / 0.07)",
+    "linear": "Linear-probe top-1 (%) on frozen features (final epoch, never the max)",
+    "semi_1pct": "Top-1 (%) after fine-tuning backbone and head on 1 % of the labels",
+    "semi_10pct": "Top-1 (%) after fine-tuning backbone and head on 10 % of the labels",
+    "det_box_ap": "Box AP (%, COCO AP@[.5:.95]) of a Mask R-CNN fine-tuned on the suite's detection scenes",
+    "det_box_ap50": "Box AP50 (%, IoU 0.5) of the same Mask R-CNN fine-tune",
+    "det_box_ap75": "Box AP75 (%, IoU 0.75) of the same Mask R-CNN fine-tune",
+    "seg_mask_ap": "Mask AP (%, COCO AP@[.5:.95]) of the same Mask R-CNN fine-tune",
+}
+NOT_SSL = ("baseline", "supervised")  # families that are not self-supervised methods
+BASELINES = ("random", "pixels")  # rows a self-supervised method should beat
+MARKS = {"best": "★", "tie": "≈", "below_random": "▼", "below_pixels": "▽"}
 PUBLISHED = "published IN-1k linear"
 PUBLISHED_SOURCE = "published source"
 GAP = "gap (pts)"
@@ -21,6 +35,92 @@ REFERENCE_DATASET = "imagenet1k"
 
 def marker(status) -> str:
     return STATUS_MARKERS.get(status, f"? {status}")
+
+
+def shown_status(status, notes) -> str:
+    """The status as displayed: a row whose seeds are all complete but one protocol lost a seed is not complete."""
+    notes = notes if isinstance(notes, str) else ""
+    if status == "complete" and notes:
+        why = next((w for w in ("diverged", "failed") if w in notes), "missing")
+        return f"⚠ seed {why}"
+    return marker(status)
+
+
+def _backbone_family(name) -> str:
+    return "vit" if str(name).lower().startswith("vit") else "resnet"
+
+
+def rank_by(board: pd.DataFrame, protocol: str) -> pd.Series:
+    """Rank (1 = best, ties share the rank) by ``protocol``'s mean; rows without a value get no rank."""
+    return board[protocol].rank(ascending=False, method="min").astype("Int64")
+
+
+def _baseline_value(board: pd.DataFrame, name: str, protocol: str, backbone) -> float:
+    """The ``name`` baseline's mean: its row on ``backbone``, else its only row (pixels has its own backbone)."""
+    rows = board[(board["method"] == name) & board[protocol].notna()]
+    same = rows[rows["backbone"] == backbone]
+    rows = same if len(same) else rows
+    return float(rows[protocol].iloc[0]) if len(rows) == 1 else math.nan
+
+
+def cell_marks(board: pd.DataFrame, protocol: str) -> pd.Series:
+    """Per row, the marks of one protocol's cell (keys of ``MARKS``, space-separated).
+
+    best: the highest self-supervised mean among the rows of its backbone; tie: within one std of
+    it (the larger of the two rows' std); below_random / below_pixels: mean below that baseline's.
+    """
+    out = pd.Series("", index=board.index, dtype=object)
+    if protocol not in board:
+        return out
+    family = board["family"] if "family" in board else pd.Series("", index=board.index)
+    std = board.get(f"{protocol}_std", pd.Series(math.nan, index=board.index)).fillna(0.0)
+    ssl = ~family.isin(NOT_SSL) & board[protocol].notna()
+    for _, group in board[ssl].groupby("backbone"):
+        best = group[protocol].idxmax()
+        for idx, value in group[protocol].items():
+            if idx == best:
+                out[idx] = "best"
+            elif value >= board.at[best, protocol] - max(std[best], std[idx]):
+                out[idx] = "tie"
+    for idx, row in board[board[protocol].notna() & ~board["method"].isin(BASELINES)].iterrows():
+        for name in BASELINES:  # below random first: below pixels is then implied and not repeated
+            base = _baseline_value(board, name, protocol, row["backbone"])
+            if not math.isnan(base) and row[protocol] < base:
+                out[idx] = f"{out[idx]} below_{name}".strip()
+                break
+    return out
+
+
+def compact(mean, std, n, total, marks: str = "") -> str:
+    """``"★ 85.8 ± 0.5"``; ``"25.9 (1 of 2)"`` where seeds are missing; the marks' glyphs in front."""
+    if not _isnum(mean):
+        return ""
+    glyphs = "".join(MARKS[m] for m in marks.split())
+    spread = f" ± {std:.1f}" if _isnum(std) and _isnum(n) and n > 1 else ""
+    missing = f" ({int(n)} of {int(total)})" if _isnum(n) and _isnum(total) and n < total else ""
+    return f"{glyphs} {mean:.1f}{spread}{missing}".strip()
+
+
+def board_view(board: pd.DataFrame, protocol: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The compact leaderboard ranked by ``protocol`` (one text cell per protocol) and its cells' marks.
+
+    Both frames share the board's index, in rank order; the numbers stay in ``board`` (for the CSV).
+    """
+    board = board.assign(rank=rank_by(board, protocol)).sort_values(["rank", "method"], na_position="last")
+    out = pd.DataFrame({
+        "rank": board["rank"], "method": board["method"], "backbone": board["backbone"],
+        "precision": board.get("precision", pd.Series("", index=board.index)).fillna("").astype(str),
+        "status": [shown_status(s, n) for s, n in zip(board["status"], board.get("notes", [""] * len(board)))],
+        "seeds": board["n_seeds"],
+    }, index=board.index)
+    marks = pd.DataFrame(index=board.index)
+    for p in protocols_in(board):
+        marks[p] = cell_marks(board, p)
+        seeds = board.get(f"{p}_n", board["n_seeds"]).fillna(board["n_seeds"])
+        stds = board.get(f"{p}_std", pd.Series(math.nan, index=board.index))
+        out[PROTOCOL_LABELS[p]] = [compact(m, s, n, t, k) for m, s, n, t, k in
+                                   zip(board[p], stds, seeds, board["n_seeds"], marks[p])]
+    return out, marks
 
 
 def _isnum(value) -> bool:
@@ -88,12 +188,14 @@ def leaderboard_table(board: pd.DataFrame, families: dict[str, str], paper: pd.D
                                    for m, s, n, total in zip(board[p], board.get(f"{p}_std", [None] * len(board)),
                                                              seeds, board["n_seeds"])]
     pub = published_linear(paper).set_index("method")
-    out[PUBLISHED] = board["method"].map(pub[PUBLISHED]).astype("Float64")
+    same_kind = [_backbone_family(b) == _backbone_family(pub["backbone"].get(m, "")) for m, b in
+                 zip(board["method"], board["backbone"])]  # a ViT row is not compared with a ResNet-50 number
+    out[PUBLISHED] = board["method"].map(pub[PUBLISHED]).astype("Float64").where(same_kind)
     comparable = dataset == REFERENCE_DATASET and "linear" in board.columns
     out[GAP] = (board["linear"] - out[PUBLISHED]).round(2) if comparable else pd.Series(pd.NA, index=out.index,
                                                                                            dtype="Float64")
     sources = {m: describe_source(r) for m, r in pub.iterrows()}
-    out[PUBLISHED_SOURCE] = board["method"].map(sources).fillna("")
+    out[PUBLISHED_SOURCE] = board["method"].map(sources).fillna("").where(same_kind, "")
     out["images seen"] = board.get("images_seen")
     hours = board.get("seconds", pd.Series(math.nan, index=board.index)) / 3600
     gpu = board.get("device", pd.Series("", index=board.index)).astype(str).str.contains("cuda")
@@ -105,6 +207,38 @@ def leaderboard_table(board: pd.DataFrame, families: dict[str, str], paper: pd.D
     out["deviation"] = board.get("deviation", pd.Series("", index=board.index)).astype("string").fillna("")
     out["notes"] = board.get("notes", pd.Series("", index=board.index)).astype("string").fillna("")
     return out[[c for c in out.columns if c != PUBLISHED_SOURCE] + [PUBLISHED_SOURCE]]  # long text last
+
+
+def per_seed(rows: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, backbone, seed) of ``board``'s rows (in its order): protocol values, status, provenance.
+
+    ``status`` names the protocols of a seed that did not complete (``"diverged: box AP, mask AP"``).
+    """
+    keys = list(zip(board["method"], board["backbone"].astype(str)))
+    rows = rows[[k in set(keys) for k in zip(rows["method"], rows["backbone"].astype(str))]]
+    primary = rows["protocol"].astype(str).str.startswith(("knn", "linear", "semi"))
+    rows = rows[~primary | (rows["metric"] == "top1")]
+    cols = ["method", "backbone", "seed"]
+    if rows.empty:
+        return pd.DataFrame(columns=cols)
+    wide = rows.groupby([*cols, "protocol"])["value"].first().unstack("protocol")
+    wide = wide[[p for p in PROTOCOL_LABELS if p in wide.columns]].rename(columns=PROTOCOL_LABELS)
+    wide.columns.name = None
+
+    def status(group: pd.DataFrame) -> str:
+        bad = group[group["status"].astype(str) != "complete"]
+        return "; ".join(f"{s}: {', '.join(PROTOCOL_LABELS.get(p, p) for p in g['protocol'])}"
+                         for s, g in bad.groupby("status")) or "complete"
+
+    grouped = rows.groupby(cols)
+    info = pd.DataFrame({"status": grouped.apply(status, include_groups=False)})
+    for col in ("precision", "git_rev", "config_hash"):
+        if col in rows:
+            info[col] = grouped[col].agg(lambda v: ",".join(sorted({str(x) for x in v.dropna()})))
+    out = wide.join(info).reset_index()
+    order = {k: i for i, k in enumerate(keys)}
+    out = out.assign(_order=[order[(m, str(b))] for m, b in zip(out["method"], out["backbone"])])
+    return out.sort_values(["_order", "seed"]).drop(columns="_order").reset_index(drop=True)
 
 
 def pareto_front(frame: pd.DataFrame, cost: str, score: str) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -67,29 +68,34 @@ def charts(at: AppTest) -> list:
     return at.get("vega_lite_chart")
 
 
-def test_home_shows_one_row_per_method_with_protocols_cost_and_published(smoke_root, use_root):
+CELL = re.compile(r"^[★≈▼▽]* ?\d+\.\d( ± \d+\.\d)?( \(\d of \d\))?$")
+
+
+def test_home_shows_every_row_and_protocol_with_details_in_expanders(smoke_root, use_root):
     directory, board = smoke_root
     use_root(directory)
     at = run(HOME)
-    assert at.selectbox(key="suite").value == "smoke"
+    assert at.selectbox(key="suite").value == "smoke" and at.selectbox(key="rank_by").value == "linear"
     table = at.dataframe[0].value
-    assert len(table) == len(board) == 5
-    assert set(table["method"]) == set(board["method"])
-    for column in ("rank", "status", "method", "family", "backbone", "seeds", "kNN k=20", "kNN k=200", "linear",
-                   "published IN-1k linear", "gap (pts)", "published source", "images seen", "CPU hours",
-                   "GPU hours", "TFLOPs", "peak memory (MB)", "device", "deviation"):
-        assert column in table.columns, column
-    assert table[["kNN k=20", "kNN k=200", "linear"]].map(lambda s: bool(MEAN_STD.match(s))).all().all()
-    row = table.set_index("method").loc["simclr"]
+    assert len(table) == len(board) == 5 and set(table["method"]) == set(board["method"])
+    assert list(table.columns) == ["rank", "method", "backbone", "precision", "status", "seeds", "kNN k=20",
+                                   "kNN k=200", "linear"]
+    assert table[["kNN k=20", "kNN k=200", "linear"]].map(lambda s: bool(CELL.match(s))).all().all()
+    assert table["rank"].tolist() == sorted(table["rank"].tolist())
+    details = at.dataframe[1].value  # published, cost and device, in an expander
+    for column in ("rank", "status", "method", "family", "backbone", "seeds", "published IN-1k linear", "gap (pts)",
+                   "published source", "images seen", "CPU hours", "GPU hours", "TFLOPs", "peak memory (MB)",
+                   "device", "deviation"):
+        assert column in details.columns, column
+    row = details.set_index("method").loc["simclr"]
     assert row["published IN-1k linear"] == 69.3 and "arXiv 2002.05709" in row["published source"]
     assert "1000 ep" in row["published source"]
-    assert table.set_index("method").loc[["random", "supervised"], "family"].eq("baseline").all()
-    assert table["gap (pts)"].isna().all()  # Fashion-MNIST vs ImageNet: never comparable
+    assert details.set_index("method").loc[["random", "supervised"], "family"].eq("baseline").all()
+    assert details["gap (pts)"].isna().all()  # Fashion-MNIST vs ImageNet: never comparable
     assert "gap column is empty on purpose" in texts(at, "caption")
     assert "not comparable to the papers" in texts(at, "warning")
-    assert at.get("download_button"), "CSV download missing"
-    assert (table["CPU hours"].dropna() >= 0).all() and table["GPU hours"].isna().all()
-    rows = at.dataframe[1].value  # per-seed provenance, in an expander
+    assert (details["CPU hours"].dropna() >= 0).all() and details["GPU hours"].isna().all()
+    rows = at.dataframe[2].value  # per-seed provenance, in an expander
     assert set(rows["method"]) == set(board["method"]) and {"seed", "git_rev", "config_hash"} <= set(rows.columns)
 
 
@@ -99,22 +105,157 @@ def test_home_filters_by_family_from_the_registry(smoke_root, use_root):
     at.multiselect[0].set_value(["baseline"]).run()
     assert set(at.dataframe[0].value["method"]) == {"random", "supervised"}
     assert "2 of 5 rows shown" in texts(at, "caption")
+    assert set(at.dataframe[2].value["method"]) == {"random", "supervised"}  # per-seed rows follow the filters
 
 
-def test_home_never_hides_a_diverged_or_deviation_status(variant, use_root):
-    path = variant / "results" / "smoke" / "leaderboard.csv"
-    board = pd.read_csv(path)
-    board.loc[board["method"] == "byol", "status"] = "diverged"
-    board["deviation"] = board["deviation"].astype(object)
-    board.loc[board["method"] == "mocov2", ["status", "deviation"]] = ["deviation", "queue not scaled"]
-    board.to_csv(path, index=False)
-    use_root(variant)
+def _row(method, seed, protocol, value, family="end-to-end contrastive", backbone="resnet18", status="complete",
+         deviation="", precision="fp32"):
+    return {"suite": "tiny", "method": method, "family": family, "backbone": backbone, "seed": seed,
+            "protocol": protocol, "metric": "top1" if protocol in ("knn_k20", "linear") else "ap", "value": value,
+            "status": status, "deviation": deviation, "images_seen": 1000, "steps": 10, "seconds": 30.0 + seed,
+            "flops": 1e12, "peak_mem_mb": 100.0, "device": "cpu", "precision": precision, "git_rev": "abc1234",
+            "config_hash": f"{method}{seed}"}
+
+
+@pytest.fixture
+def board_root(tmp_path):
+    """A two-seed board written by bench.results: baselines, a best method, a tie, a diverged transfer seed, a
+    deviation, a row below random and one below pixels only."""
+    from bench.results import leaderboard, write_leaderboard, write_rows
+
+    linear = {"random": (60, 61), "pixels": (70, 70), "supervised": (90, 90), "simclr": (80, 82), "byol": (80, 80.6),
+              "mocov2": (76, 77), "cmc": (65, 66), "dim": (50, 52)}
+    families = {"random": "baseline", "pixels": "baseline", "supervised": "baseline", "byol": "self-distillation"}
+    rows = []
+    for method, values in linear.items():
+        backbone = "pixels" if method == "pixels" else "resnet18"
+        deviation = "views differ" if method == "cmc" else ""
+        for seed, value in enumerate(values):
+            family = families.get(method, "end-to-end contrastive")
+            rows += [_row(method, seed, p, value + shift, family, backbone, deviation=deviation)
+                     for p, shift in (("linear", 0), ("knn_k20", -1))]
+            if method != "pixels":
+                diverged = method == "mocov2" and seed == 0
+                rows.append(_row(method, seed, "det_box_ap", None if diverged else value / 2, family, backbone,
+                                 status="diverged" if diverged else "complete", deviation=deviation))
+    directory = tmp_path / "results" / "tiny"
+    (directory / "rows").mkdir(parents=True)
+    frame = pd.DataFrame(rows)
+    for method, group in frame.groupby("method"):
+        write_rows(directory / "rows" / f"{method}.csv", group.to_dict("records"))
+    write_leaderboard(leaderboard(frame), directory)
+    shutil.copytree(REPO / "results" / "reference", tmp_path / "results" / "reference")
+    return tmp_path
+
+
+def test_home_marks_best_ties_and_rows_below_the_baselines(board_root, use_root):
+    use_root(board_root)
     at = run(HOME)
     table = at.dataframe[0].value.set_index("method")
-    assert table.loc["byol", "status"] == "✘ diverged"
-    assert table.loc["mocov2", "status"] == "⚠ deviation" and table.loc["mocov2", "deviation"] == "queue not scaled"
-    at.multiselect[0].set_value(["baseline"]).run()  # filtered out of the table, still named above it
-    assert "`byol` (✘ diverged)" in texts(at, "warning") and "`mocov2` (⚠ deviation)" in texts(at, "warning")
+    assert table.loc["simclr", "linear"] == "★ 81.0 ± 1.4"  # best self-supervised mean (supervised is a baseline)
+    assert table.loc["byol", "linear"].startswith("≈ 80.3")  # within one std of the best
+    assert table.loc["mocov2", "linear"].startswith("76.5")  # not within one std: no mark
+    assert table.loc["dim", "linear"].startswith("▼")  # below random
+    assert table.loc["cmc", "linear"].startswith("▽")  # above random, below pixels
+    assert not table.loc["random", "linear"].startswith(("▼", "▽"))
+    assert table.loc["pixels", "box AP"] == ""  # not measured: empty, never "None"
+    assert "below `random`" in texts(at, "caption") and "Self-supervised rows above `random`" in texts(at, "caption")
+    assert "Self-supervised rows above `pixels`" in texts(at, "caption")
+    assert table.loc["supervised", "rank"] == 1 and table.loc["dim", "rank"] == 8
+
+
+def test_home_rank_by_selector_reorders_the_board(board_root, use_root):
+    use_root(board_root)
+    at = run(HOME)
+    at.selectbox(key="rank_by").set_value("det_box_ap").run()
+    table = at.dataframe[0].value
+    assert table["method"].iloc[0] == "supervised" and table["method"].iloc[-1] == "pixels"  # no box AP: last
+    assert pd.isna(table["rank"].iloc[-1])
+    assert "Per-seed spread: box AP" in [h.value for h in at.subheader]
+
+
+def test_home_never_shows_a_diverged_seed_as_complete(board_root, use_root):
+    use_root(board_root)
+    at = run(HOME)
+    table = at.dataframe[0].value.set_index("method")
+    assert table.loc["mocov2", "status"] == "⚠ seed diverged" and table.loc["mocov2", "box AP"].endswith("(1 of 2)")
+    assert table.loc["cmc", "status"] == "⚠ deviation"
+    warning = texts(at, "warning")
+    assert "`mocov2` (⚠ seed diverged)" in warning and "`cmc` (⚠ deviation)" in warning
+    assert "det_box_ap: seed 0 diverged" in texts(at, "markdown")
+    per_seed = at.dataframe[2].value.set_index(["method", "seed"])
+    assert per_seed.loc[("mocov2", 0), "status"] == "diverged: box AP"
+    text = per_seed.select_dtypes(exclude="number")
+    assert not text.isna().any().any() and not text.astype(str).isin(["None", "nan"]).any().any()
+
+
+def test_home_banner_follows_the_filters(board_root, use_root):
+    use_root(board_root)
+    at = run(HOME)
+    at.multiselect[0].set_value(["baseline", "self-distillation"]).run()
+    assert "Not a clean run" not in texts(at, "warning")
+    assert "2 more among the rows hidden by the filters" in texts(at, "info")
+    at.multiselect[0].set_value(["baseline", "end-to-end contrastive"]).run()
+    assert "`mocov2`" in texts(at, "warning") and "hidden by the filters" not in texts(at, "warning")
+
+
+def test_home_header_tooltips_name_each_protocol(board_root, use_root):
+    use_root(board_root)
+    at = run(HOME)
+    config = json.loads(at.dataframe[0].proto.columns)
+    assert "top-1" in config["linear"]["help"] and "kNN" in config["kNN k=20"]["help"]
+    assert "Box AP" in config["box AP"]["help"] and "top-1" not in config["box AP"]["help"]
+
+
+def test_home_csv_download_holds_numbers(board_root, use_root, monkeypatch):
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    files = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def keep(self, path_or_data, mimetype, kind, filename=None):
+        files[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", keep)
+    use_root(board_root)
+    run(HOME)
+    board = pd.read_csv(io.BytesIO(files["sslbench_tiny_leaderboard.csv"]))
+    assert pd.api.types.is_float_dtype(board["linear"]) and pd.api.types.is_float_dtype(board["linear_std"])
+    assert board.set_index("method").loc["simclr", "linear"] == 81.0 and board["rank"].iloc[0] == 1
+    per_seed = pd.read_csv(io.BytesIO(files["sslbench_tiny_per_seed.csv"]))
+    assert pd.api.types.is_float_dtype(per_seed["linear"])
+
+
+def test_home_shows_precision_and_warns_when_a_board_mixes_them(board_root, use_root):
+    path = board_root / "results" / "tiny" / "leaderboard.csv"
+    use_root(board_root)
+    assert run(HOME).dataframe[0].value["precision"].eq("fp32").all()
+    board = pd.read_csv(path)
+    board.loc[board["method"] == "byol", "precision"] = "bf16"
+    board.to_csv(path, index=False)
+    at = run(HOME)
+    assert "mixes precisions (bf16, fp32)" in texts(at, "warning")
+
+
+def test_vit_rows_get_no_resnet_published_number(monkeypatch):
+    monkeypatch.syspath_prepend(str(APP))
+    import tables
+
+    board = pd.DataFrame({"method": ["dino", "dino"], "backbone": ["resnet18", "vit_tiny"], "n_seeds": [1, 1],
+                          "status": ["complete"] * 2, "linear": [60.0, 50.0]})
+    paper = pd.read_csv(REPO / "results/reference/paper_results.csv")
+    out = tables.leaderboard_table(board, {}, paper, "fashion_mnist").set_index("backbone")
+    assert out.loc["resnet18", "published IN-1k linear"] == 75.3
+    assert pd.isna(out.loc["vit_tiny", "published IN-1k linear"]) and out.loc["vit_tiny", "published source"] == ""
+
+
+def test_home_timing_text_comes_from_the_suite_file_and_the_board(board_root, use_root):
+    use_root(board_root)
+    at = run(HOME)
+    text = texts(at, "markdown") + texts(at, "warning")
+    assert "a few minutes" not in text
+    assert "median of 30 s of pretraining per method and seed" in texts(at, "markdown")
 
 
 def test_imagenet_board_labels_published_numbers_with_sources(smoke_root, use_root):
