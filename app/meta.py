@@ -6,6 +6,7 @@ import dataclasses
 import re
 import sys
 
+import pandas as pd
 import streamlit as st
 
 import data  # noqa: F401  (puts the code root on sys.path)
@@ -82,3 +83,35 @@ def flat_hparams(hparams: dict, prefix: str = "") -> dict[str, str]:
         else:
             out[f"{prefix}{key}"] = str(value)
     return out
+
+
+def _scaling_rules() -> dict:
+    """(method, swept hyper-parameter) -> the method's own rule for the value it runs at (methods.modules)."""
+    from methods import modules
+
+    return {("mocov2", "momentum"): lambda v, c: modules.scale_momentum(v, 256, c),
+            ("mocov2", "queue_length"): lambda v, c: modules.scale_length(int(v), c.dataset_size, c.batch_size),
+            ("byol", "tau_base"): lambda v, c: modules.scale_momentum(v, 4096, c),
+            ("instdisc", "negatives"): lambda v, c: modules.scaled_negatives(int(v), c, True)}
+
+
+def run_context(info: dict):
+    """What a method knows of a suite's run (dataset size, batch, steps, EMA cap), from the suite's file."""
+    from types import SimpleNamespace
+
+    train, budget = info.get("train") or {}, info.get("budget") or {}
+    size = (info.get("dataset") or {}).get("pretrain_subset") or 60000
+    batch = train.get("batch_size", 256)
+    steps = int(budget.get("value", 0) // batch) if budget.get("unit") == "images_seen" else 0
+    return SimpleNamespace(dataset_size=size, batch_size=batch, total_steps=steps,
+                           ema_horizon_cap=train.get("ema_horizon_cap", 1.0))
+
+
+def effective_value(method: str, parameter: str, value, info: dict):
+    """The value a swept hyper-parameter really ran at after the method scales it to the suite, or None
+    when the method uses it as given."""
+    rule = _scaling_rules().get((method, parameter))
+    number = pd.to_numeric(value, errors="coerce")
+    if rule is None or pd.isna(number) or not info:
+        return None
+    return rule(float(number), run_context(info))

@@ -8,10 +8,13 @@ import streamlit as st
 import data
 import tables
 
+NARROW_MARGINS = "[data-testid='stMainBlockContainer'] {padding: 3.5rem 1.5rem 3rem 1.5rem;}"  # room for tables
+
 
 def page(title: str, intro: str = "") -> None:
     """Page config, title, one-line intro, and where the data comes from (sidebar)."""
     st.set_page_config(page_title=f"sslbench · {title}", layout="wide")
+    st.html(f"<style>{NARROW_MARGINS}</style>")
     st.title(title)
     st.caption(f"{intro} Reading (read-only): `{data.root()}`".strip())
 
@@ -142,5 +145,8 @@ def table(frame: pd.DataFrame, file_name: str, column_config: dict | None = None
                        file_name=file_name, mime="text/csv", key=key or f"download-{file_name}")
 
 
-def chart(spec) -> None:
+def chart(spec, title: str = "") -> None:
+    """A chart at the column's width; its title as text above it (a Vega title can be clipped)."""
+    if title:
+        st.markdown(f"**{title}**")
     st.altair_chart(spec, width="stretch")

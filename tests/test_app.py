@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "app"
 HOME = APP / "Leaderboard.py"
-PAGES = {name: APP / "pages" / f"{name}.py" for name in
+PAGES = {name: APP / "views" / f"{name}.py" for name in
          ("1_ImageNet_board", "2_Ablations", "3_Runs", "4_Claims", "5_Methods", "6_Cost_vs_accuracy")}
 MEAN_STD = re.compile(r"^\d+\.\d\d ± (\d+\.\d\d|—)$")
 
@@ -291,7 +291,7 @@ def test_ablations_say_not_yet_and_still_show_the_papers_curves(smoke_root, use_
     assert [h.value for h in at.subheader] == ["Accuracy vs batch size", "Accuracy vs momentum (EMA decay)",
                                                "Accuracy vs queue length", "Accuracy vs temperature"]
     assert len(charts(at)) == 4
-    assert "different scale" in charts(at)[0].proto.spec
+    assert "published (ImageNet, ResNet-50) — different scale" in texts(at, "markdown")
     assert "SimCLR (arXiv 2002.05709)" in texts(at, "caption")
 
 
@@ -308,24 +308,61 @@ def test_ablations_render_sweeps_when_present(variant, use_root):
     use_root(variant)
     at = run(PAGES["2_Ablations"])
     assert not at.info
-    temperature = charts(at)[3].proto.spec
-    assert "sslbench (smoke" in temperature and "published (ImageNet" in temperature
+    assert "sslbench (smoke; error bars" in texts(at, "markdown")
+    temperature = json.loads(charts(at)[3].proto.spec)
+    assert temperature["layer"][0]["encoding"]["x"]["title"] == "temperature (as set)"
     assert "No sslbench sweep over batch size yet." in texts(at, "caption")
 
 
-def test_runs_page_plots_a_real_run(smoke_root, use_root):
+def test_ablations_plot_every_committed_sweep_with_real_axis_titles(variant, use_root):
+    shutil.copytree(REPO / "results" / "ablations", variant / "results" / "ablations")
+    use_root(variant)
+    at = run(PAGES["2_Ablations"])
+    sweeps = sorted(p.stem for p in (REPO / "results" / "ablations").glob("*.csv"))
+    listed = texts(at, "caption")
+    assert all(f"`{name}`" in listed for name in sweeps), [n for n in sweeps if f"`{n}`" not in listed]
+    specs = [json.loads(c.proto.spec) for c in charts(at)]
+    titles = [layer["encoding"]["x"]["title"] for spec in specs for layer in spec.get("layer", [spec])]
+    assert "setting" not in titles and all(titles)
+    colours = {}  # one colour per method on every panel
+    for spec in specs:
+        for layer in spec.get("layer", [spec]):
+            scale = layer["encoding"]["color"]["scale"]
+            for method, colour in zip(scale["domain"], scale["range"]):
+                assert colours.setdefault(method, colour) == colour, method
+    assert len(set(colours.values())) == len(colours)
+
+
+def test_ablations_note_the_effective_value_after_scaling(variant, use_root):
+    shutil.copytree(REPO / "results" / "ablations", variant / "results" / "ablations")
+    use_root(variant)
+    at = run(PAGES["2_Ablations"])
+    captions = texts(at, "caption")
+    assert "`mocov2` momentum on `tiny_v1`: 0 → 0, 0.9 → 0" in captions
+    assert "same runs in effect" in captions
+
+
+def test_runs_page_overlays_runs_and_diffs_their_configuration(smoke_root, use_root):
     directory, board = smoke_root
     use_root(directory)
     at = run(PAGES["3_Runs"])
-    suite, method, seed = at.selectbox
-    assert suite.value == "smoke" and set(method.options) == set(board["method"]) and method.value == "simclr"
-    titles = " ".join(c.proto.spec for c in charts(at))
-    for curve in ("training loss", "images / s", "embed_std_ideal", "effective rank"):
+    assert at.selectbox[0].value == "smoke"
+    picker = at.multiselect(key="runs")
+    assert set(picker.options) == {f"{m} · seed 0" for m in board["method"]} and picker.value == ["simclr · seed 0"]
+    picker.set_value(["simclr · seed 0", "byol · seed 0"]).run()
+    assert not at.exception
+    titles = texts(at, "markdown")
+    for curve in ("training loss", "images / s", "collapse: per-channel std", "collapse: effective rank"):
         assert curve in titles
-    assert {"status", "steps", "seconds"} <= set(json.loads(at.json[0].value))
-    artefacts = at.dataframe[0].value
-    assert "runs/smoke/simclr/seed0/run.json" in set(artefacts["file"])
-    method.set_value("random").run()
+    assert all('"run"' in c.proto.spec for c in charts(at))  # one colour per run on every curve
+    side = at.dataframe[0].value
+    assert {"simclr · seed 0", "byol · seed 0"} <= set(side.columns) and "status" in set(side["field"])
+    diff = at.dataframe[1].value.set_index("key")
+    assert diff.loc["method", "simclr · seed 0"] == "simclr" and diff.loc["method", "byol · seed 0"] == "byol"
+    assert "settings differ between `simclr · seed 0` and `byol · seed 0`" in texts(at, "caption")
+    artefacts = at.dataframe[2].value
+    assert "runs/smoke/simclr/seed0/run.json" in set(artefacts["file"]) and set(artefacts["run"]) == set(picker.value)
+    picker.set_value(["random · seed 0"]).run()
     assert not at.exception and "never trained" in texts(at, "info")
 
 
@@ -363,16 +400,38 @@ def test_methods_page_has_one_card_per_registered_method(smoke_root, use_root):
     assert defaults["queue_length"] == "65536" and defaults["optimizer.lr"] == "0.03"
 
 
-def test_cost_vs_accuracy_draws_the_pareto_front(smoke_root, use_root):
+def test_cost_vs_accuracy_draws_one_readable_chart_with_the_ssl_pareto_front(smoke_root, use_root):
     directory, board = smoke_root
     use_root(directory)
     at = run(PAGES["6_Cost_vs_accuracy"])
-    assert len(charts(at)) == 1 and "suite smoke" in charts(at)[0].proto.spec
-    front = next(c.value for c in at.caption if "Pareto front: " in c.value).split("Pareto front: ")[1].split(" → ")
-    cheapest = board.sort_values(["seconds", "linear"], ascending=[True, False]).iloc[0]["method"]
-    assert front[0] == cheapest and set(front) <= set(board["method"])
+    assert len(charts(at)) == 1 and "suite `smoke`" in texts(at, "markdown")
+    spec = charts(at)[0].proto.spec
+    assert "symlog" not in spec and '"log"' not in spec  # linear axes
+    key = "Pareto front (self-supervised): "
+    front = next(c.value for c in at.caption if key in c.value).split(key)[1].split(". ")[0].split(" → ")
+    ssl = board[~board["family"].isin(["baseline", "supervised"])]
+    cheapest = ssl.sort_values(["seconds", "linear"], ascending=[True, False]).iloc[0]["method"]
+    assert front[0] == cheapest and set(front) <= set(ssl["method"])
+    assert "images_seen" not in at.radio[1].options  # the same for every method under a matched budget
+    assert "Not an axis: images seen" in texts(at, "caption")
     at.radio[1].set_value("flops").run()
-    assert not at.exception and len(charts(at)) == 1
+    assert not at.exception and len(charts(at)) == 1 and "TFLOPs" in charts(at)[0].proto.spec
+
+
+def test_cost_labels_do_not_overlap_and_colours_are_distinct(monkeypatch):
+    monkeypatch.syspath_prepend(str(APP))
+    import charts
+
+    board = pd.read_csv(REPO / "results" / "tiny" / "leaderboard.csv")
+    placed = charts.place_labels(board, "seconds", "linear", "method", width=1000, height=420)
+    (x0, x1), (y0, y1) = charts._padded(board["seconds"]), charts._padded(board["linear"])
+    boxes = [((x - x0) / (x1 - x0) * 1000, (1 - (y - y0) / (y1 - y0)) * 420 - 6, 6.5 * len(m))
+             for x, y, m in zip(placed["label_x"], placed["label_y"], placed["method"])]
+    for i, (a, b, w) in enumerate(boxes):
+        for c, d, v in boxes[:i]:
+            assert not (a < c + v - 0.5 and c < a + w - 0.5 and abs(b - d) < 11.5), placed["method"].iloc[i]
+    colours = charts.method_colours(list(board["method"]))
+    assert len(set(colours.values())) == len(colours) == len(board)
 
 
 def test_app_protocol_labels_follow_the_declared_protocols(monkeypatch):
