@@ -13,7 +13,8 @@ import data  # noqa: F401  (puts the code root on sys.path)
 
 LABELS = {"mechanism": "mechanism", "paper defaults": "defaults", "defaults": "defaults",
           "deviations": "deviations", "deviation": "deviations"}
-_LABEL = re.compile(r"^(" + "|".join(sorted(LABELS, key=len, reverse=True)) + r"):\s*", re.IGNORECASE)
+_LABEL = re.compile(r"^(" + "|".join(sorted(LABELS, key=len, reverse=True)) + r")(\s*\(.*?\))?:\s*",
+                    re.IGNORECASE)  # "Mechanism:" or "Mechanism (local DIM):" (the qualifier is kept)
 
 
 def _unwrap(text: str) -> str:
@@ -41,7 +42,9 @@ def docstring_sections(doc: str) -> dict[str, str]:
                 elif text:
                     unlabelled.append(text)
                 if match:
-                    key, chunk = LABELS[match.group(1).lower()], [line.strip()[match.end():]]
+                    qualifier = (match.group(2) or "").strip()
+                    key = LABELS[match.group(1).lower()]
+                    chunk = [f"{qualifier} {line.strip()[match.end():]}".strip()]
             else:
                 chunk.append(line)
     if not out["mechanism"]:
@@ -59,7 +62,7 @@ def method_cards() -> list[dict]:
         cls = get_method(name)
         doc = sys.modules[cls.__module__].__doc__ or ""
         cards.append({"name": name, "paper": cls.paper, "family": cls.family, "view_recipe": cls.view_recipe,
-                      "trains": cls.trains, "flag": cls.deviation,
+                      "trains": cls.trains, "flag": cls.deviation, "doc": doc,
                       "hparams": dataclasses.asdict(cls.Hparams()), **docstring_sections(doc)})
     return cards
 
@@ -72,6 +75,40 @@ def families() -> dict[str, str]:
         st.warning(f"The method registry could not be loaded ({err}); families read 'unregistered'.", icon="⚠️")
         return {}
     return {card["name"]: card["family"] for card in cards}
+
+
+_ROLE = re.compile(r":(?:mod|class|func|meth|attr|data|obj|exc|ref|doc|py:\w+):`~?([^`]+)`")
+_MARKDOWN = re.compile(r"([\\*_$~|\[\]#<>])")
+
+
+def to_markdown(text: str) -> str:
+    """Docstring text as Markdown that shows what it says: Sphinx roles and ``literals`` become `code`, and
+    Markdown's own characters (``*``, ``_``, ``$``, ...) outside code are escaped, so formulas stay intact."""
+    text = _ROLE.sub(lambda m: f"`{m.group(1)}`", text or "").replace("``", "`")
+    parts = text.split("`")
+    return "`".join(part if i % 2 else _MARKDOWN.sub(r"\\\1", part) for i, part in enumerate(parts))
+
+
+def params_overrides(path) -> dict[str, dict]:
+    """Per method, the overrides params.yaml gives it ({} = none), or {} when the file is absent or unreadable."""
+    try:
+        import yaml
+
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except (OSError, ValueError):
+        return {}
+    methods = loaded.get("methods") if isinstance(loaded, dict) else None
+    return {k: v or {} for k, v in (methods or {}).items() if isinstance(v, dict) or v is None}
+
+
+def hparams_ran(defaults: dict, overrides: dict) -> list[dict]:
+    """One row per hyper-parameter: the code's default, the params.yaml override, and the value that ran."""
+    flat, given = flat_hparams(defaults), flat_hparams(overrides)
+    rows = [{"hyper-parameter": k, "default": v, "params.yaml": given.get(k, ""), "ran": given.get(k, v)}
+            for k, v in flat.items()]
+    rows += [{"hyper-parameter": k, "default": "", "params.yaml": v, "ran": v} for k, v in given.items()
+             if k not in flat]  # run options such as backbones
+    return rows
 
 
 def flat_hparams(hparams: dict, prefix: str = "") -> dict[str, str]:

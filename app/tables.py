@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 
@@ -161,6 +162,20 @@ def published_linear(paper: pd.DataFrame | None) -> pd.DataFrame:
     return best[cols].reset_index(drop=True)
 
 
+_ARXIV = re.compile(r"arXiv (\d{4}\.\d{4,5})")
+_REPO = re.compile(r"^([\w.-]+/[\w.-]+)\b")
+
+
+def source_link(source) -> str:
+    """A link for a source note: its first arXiv id, else the GitHub repository it starts with, else ''."""
+    text = str(source or "")
+    if match := _ARXIV.search(text):
+        return f"https://arxiv.org/abs/{match.group(1)}"
+    if match := _REPO.match(text):
+        return f"https://github.com/{match.group(1)}"
+    return ""
+
+
 def describe_source(row) -> str:
     """``"SimCLR (arXiv 2002.05709) Table 6; resnet50, 1000 ep, batch 4096"``."""
     parts = [str(row["backbone"])]
@@ -239,6 +254,26 @@ def per_seed(rows: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
     order = {k: i for i, k in enumerate(keys)}
     out = out.assign(_order=[order[(m, str(b))] for m, b in zip(out["method"], out["backbone"])])
     return out.sort_values(["_order", "seed"]).drop(columns="_order").reset_index(drop=True)
+
+
+TWO_ARM_RULE = "reproduced if the claimed arm beats the other by more than 2 std over seeds"
+_ARM = re.compile(r"^\s*(?P<arm>[^:]+):\s*(?P<mean>-?[\d.]+)\s*±\s*(?P<std>[\d.]+)\s*\(n=(?P<n>\d+)\)\s*$")
+
+
+def rule_verdict(numbers, rule) -> str:
+    """The verdict the printed two-arm rule gives for ``"a: 78.6 ± 0.7 (n=2); b: 78.9 ± 0.6 (n=2)"`` (claimed
+    arm first): reproduced if it beats the other by more than 2 x the larger std, not reproduced for the
+    reverse, else inconclusive; '' when the rule is another one or the numbers do not parse."""
+    if not isinstance(rule, str) or not rule.startswith(TWO_ARM_RULE) or not isinstance(numbers, str):
+        return ""
+    arms = [_ARM.match(part) for part in numbers.split(";")]
+    if len(arms) != 2 or not all(arms):
+        return ""
+    (m1, s1, n1), (m2, s2, n2) = [(float(a["mean"]), float(a["std"]), int(a["n"])) for a in arms]
+    if min(n1, n2) < 2:
+        return "inconclusive"
+    margin = 2 * max(s1, s2)
+    return "reproduced" if m1 - m2 > margin else "not reproduced" if m2 - m1 > margin else "inconclusive"
 
 
 def pareto_front(frame: pd.DataFrame, cost: str, score: str) -> pd.DataFrame:

@@ -262,8 +262,12 @@ def test_imagenet_board_labels_published_numbers_with_sources(smoke_root, use_ro
     use_root(smoke_root[0])
     at = run(PAGES["1_ImageNet_board"])
     assert "No sslbench results for the `imagenet` suite yet" in texts(at, "info")
-    summary, pretrain, transfer = (d.value for d in at.dataframe)
+    summary, pretrain, transfer, cifar = (d.value for d in at.dataframe)
     paper = pd.read_csv(REPO / "results/reference/paper_results.csv")
+    assert len(cifar) == (paper["dataset"] == "cifar10").sum() > 0  # the CIFAR-10 rows have a section
+    assert summary.set_index("method").loc["simclr", "backbone (linear)"].startswith("resnet50")
+    assert pretrain.set_index("method").loc["simclr", "link"].iloc[0] == "https://arxiv.org/abs/2002.05709"
+    assert transfer["link"].str.startswith("https://").all()
     assert set(pretrain["method"]) == set(paper.loc[paper["dataset"] == "imagenet1k", "method"])
     assert set(transfer["dataset"]) == {"voc07+12", "coco2017"}
     for detail in (pretrain, transfer):
@@ -380,8 +384,25 @@ def test_claims_page_says_not_yet_then_renders_the_ledger(smoke_root, variant, u
                  ).to_csv(variant / "results" / "claims.csv", index=False)
     use_root(variant)
     at = run(PAGES["4_Claims"])
-    assert not at.info and at.dataframe[0].value["verdict"].tolist() == ["supported"]
+    assert not at.info and at.table[0].value["verdict"].tolist() == ["supported"]
     assert at.metric[0].label == "supported"
+
+
+def test_claims_page_shows_full_coloured_rows_and_checks_each_verdict_against_its_rule(variant, use_root):
+    shutil.copy(REPO / "results" / "claims.csv", variant / "results" / "claims.csv")
+    use_root(variant)
+    at = run(PAGES["4_Claims"])
+    table = at.table[0]
+    assert {"claim", "source", "our numbers", "verdict", "rule"} <= set(table.value.columns)
+    assert "background-color" in str(table.proto)  # verdicts coloured
+    ledger = pd.read_csv(REPO / "results" / "claims.csv").set_index("claim")
+    shown = table.value.set_index("claim")
+    instdisc = "InstDisc: a larger memory does not hurt"
+    # the printed rule, applied to the printed numbers, is what the page reports beside the ledger's verdict
+    if ledger.loc[instdisc, "rule"].startswith("reproduced if the claimed arm beats the other by more than 2 std"):
+        assert shown.loc[instdisc, "printed rule gives"] == "inconclusive"  # 78.6 ± 0.7 vs 78.9 ± 0.6
+        if ledger.loc[instdisc, "verdict"] != "inconclusive":
+            assert instdisc in texts(at, "warning")
 
 
 def test_methods_page_has_one_card_per_registered_method(smoke_root, use_root):
@@ -398,6 +419,28 @@ def test_methods_page_has_one_card_per_registered_method(smoke_root, use_root):
     defaults = {r["hyper-parameter"]: r["default"] for _, r in at.dataframe[method_names().index("mocov2")]
                 .value.iterrows()}
     assert defaults["queue_length"] == "65536" and defaults["optimizer.lr"] == "0.03"
+
+
+def test_methods_page_searches_renders_docstrings_and_shows_what_ran(smoke_root, use_root):
+    import yaml
+
+    use_root(smoke_root[0])
+    at = run(PAGES["5_Methods"])
+    body = texts(at, "markdown")
+    assert not re.search(r":(mod|class|func|meth):`", body)  # Sphinx roles rendered as code
+    assert "**Mechanism.** Mechanism" not in body  # DIM's "Mechanism (local DIM):" label is read as a label
+    assert r"exp(f\_i.f\_x / T)" in body  # InvaSpread's formula: underscores escaped, not italics
+    params = yaml.safe_load((REPO / "params.yaml").read_text())["methods"]
+    overridden = next(m for m, o in params.items() if o)
+    key, value = next(iter(params[overridden].items()))
+    from methods.registry import method_names
+
+    table = at.dataframe[method_names().index(overridden)].value.set_index("hyper-parameter")
+    assert table.loc[key, "params.yaml"] == str(value) and table.loc[key, "ran"] == str(value)
+    at.text_input(key="search").set_value("momentum encoder").run()
+    names = [h.value for h in at.subheader]
+    assert "mocov2" in names and "simclr" not in names
+    assert f"{len(names)} of {len(method_names())} registered methods" in texts(at, "markdown")
 
 
 def test_cost_vs_accuracy_draws_one_readable_chart_with_the_ssl_pareto_front(smoke_root, use_root):

@@ -10,7 +10,12 @@ import widgets
 SUITE = "imagenet"
 PRETRAIN = ["linear", "knn_k20", "knn_k200", "semi_1pct", "semi_10pct"]
 TRANSFER = {"voc07+12": "VOC07+12", "coco2017": "COCO"}
-DETAIL = ["method", "backbone", "pretrain_epochs", "batch_size", "protocol", "metric", "value", "verified", "source"]
+DETAIL = ["method", "backbone", "pretrain_epochs", "batch_size", "protocol", "metric", "value", "verified", "source",
+          "link"]
+LINK = {"link": st.column_config.LinkColumn("link", help="The paper (arXiv) or repository the number comes from",
+                                            display_text=r"https://(?:arxiv\.org/abs/|github\.com/)(.*)"),
+        "linear: link": st.column_config.LinkColumn("linear: link", display_text=r"https://(?:arxiv\.org/abs/|"
+                                                    r"github\.com/)(.*)")}
 
 widgets.page("ImageNet board",
              "Published numbers, clearly labelled as published, each with its source; "
@@ -20,6 +25,7 @@ paper = data.paper_results()
 if paper is None:
     widgets.not_yet("Published numbers", "results/reference/paper_results.csv", "It is committed with the code.")
     st.stop()
+paper = paper.assign(link=paper["source"].map(tables.source_link))
 
 
 def column_label(row) -> str:
@@ -43,7 +49,9 @@ def summary(paper: pd.DataFrame) -> pd.DataFrame:
     wide = wide[sorted(wide.columns, key=column_order)]
     wide.columns.name = None
     linear = best[best["column"] == "linear top1"].set_index("method")
+    wide.insert(0, "backbone (linear)", linear["backbone"])
     wide["linear: setting and source"] = linear.apply(tables.describe_source, axis=1)
+    wide["linear: link"] = linear["source"].map(tables.source_link)
     return wide.reset_index()
 
 
@@ -65,14 +73,21 @@ else:
 st.subheader("Published summary (one row per method)")
 st.caption("Each cell: the published number with the longest pretraining schedule for that column; "
            "the tables below give backbone, epochs, batch and the source of every number.")
-widgets.table(board, "sslbench_imagenet_published_summary.csv", key="summary")
+widgets.table(board, "sslbench_imagenet_published_summary.csv", LINK, key="summary",
+              height=widgets.table_height(len(board)))
 
 st.subheader("Published: ImageNet-1k pretraining and evaluation")
 pre = paper[paper["dataset"] == tables.REFERENCE_DATASET].sort_values(["method", "protocol", "pretrain_epochs"])
-widgets.table(pre[DETAIL], "sslbench_published_imagenet1k.csv", key="pre")
+widgets.table(pre[DETAIL], "sslbench_published_imagenet1k.csv", LINK, key="pre")
 
 st.subheader("Published: detection and segmentation transfer (VOC07+12, COCO)")
 tr = paper[paper["dataset"].isin(TRANSFER)].sort_values(["dataset", "protocol", "method", "pretrain_epochs"])
-widgets.table(tr[["dataset", *DETAIL]], "sslbench_published_transfer.csv", key="transfer")
+widgets.table(tr[["dataset", *DETAIL]], "sslbench_published_transfer.csv", LINK, key="transfer")
+
+st.subheader("Published: CIFAR-10 (small-scale reproductions)")
+st.caption("Numbers reported on CIFAR-10, mostly by reproduction libraries (lightly, solo-learn): closer in scale to "
+           "sslbench's suites than ImageNet, still a different dataset and budget.")
+cifar = paper[paper["dataset"] == "cifar10"].sort_values(["method", "protocol", "pretrain_epochs"])
+widgets.table(cifar[DETAIL], "sslbench_published_cifar10.csv", LINK, key="cifar10")
 st.caption(f"Source table: `{data.relative(data.results_dir() / 'reference' / 'paper_results.csv')}`. "
            "`verified = partly`: quoted from a secondary source.")

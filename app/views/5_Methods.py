@@ -1,27 +1,44 @@
-"""One card per registered method: paper, family, mechanism, defaults and deviations (from the code)."""
+"""One card per registered method: paper, family, mechanism, defaults and deviations (from the code), and the
+hyper-parameters the pipeline ran (params.yaml's overrides applied)."""
 
 import pandas as pd
 import streamlit as st
 
+import data
 import meta
 import widgets
 
 widgets.page("Methods", "Read from the method registry and each method file's docstring; nothing is re-typed here.")
 
 cards = meta.method_cards()
-st.caption(f"{len(cards)} registered methods: " + ", ".join(f"`{c['name']}`" for c in cards))
-for card in cards:
+overrides = meta.params_overrides(data.CODE_ROOT / "params.yaml")
+search_col, family_col = st.columns([2, 1])
+query = search_col.text_input("Search", key="search", placeholder="name, paper, family or any word of the docstring",
+                              help="Case-insensitive; every word must match")
+families = sorted({c["family"] for c in cards})
+chosen = family_col.multiselect("Family", families, default=families, key="families")
+words = query.lower().split()
+shown = [c for c in cards if c["family"] in chosen
+         and all(w in " ".join([c["name"], c["paper"], c["family"], c["doc"]]).lower() for w in words)]
+st.markdown(f"{len(shown)} of {len(cards)} registered methods · jump to: "
+            + " · ".join(f"[{c['name']}](#{c['name'].replace('_', '-')})" for c in shown))
+
+for card in shown:
     with st.container(border=True):
-        st.subheader(card["name"])
-        st.markdown(f"**Paper:** {card['paper']}  \n**Family:** {card['family']} · **views:** "
+        st.subheader(card["name"], anchor=card["name"].replace("_", "-"))
+        st.markdown(f"**Paper:** {meta.to_markdown(card['paper'])}  \n**Family:** {card['family']} · **views:** "
                     f"`{card['view_recipe']}`" + ("" if card["trains"] else " · never trained"))
-        st.markdown(f"**Mechanism.** {card['mechanism']}")
+        st.markdown(f"**Mechanism.** {meta.to_markdown(card['mechanism'])}")
         if card["defaults"]:
-            st.markdown(f"**Paper defaults.** {card['defaults']}")
-        st.markdown(f"**Deviations.** {card['deviations'] or 'none stated.'}")
+            st.markdown(f"**Paper defaults.** {meta.to_markdown(card['defaults'])}")
+        st.markdown(f"**Deviations.** {meta.to_markdown(card['deviations']) or 'none stated.'}")
         if card["flag"]:
-            st.warning(f"Results of this method are flagged `deviation`: {card['flag']}")
-        with st.expander("Defaults in the code (Hparams)"):
-            flat = meta.flat_hparams(card["hparams"])
-            st.dataframe(pd.DataFrame({"hyper-parameter": list(flat), "default": list(flat.values())}),
-                         hide_index=True)
+            st.warning(f"Results of this method are flagged `deviation`: {meta.to_markdown(card['flag'])}")
+        given = overrides.get(card["name"])
+        ran = meta.hparams_ran(card["hparams"], given or {})
+        label = ("Hyper-parameters run by the pipeline (code defaults, params.yaml overrides applied)"
+                 if given is not None else "Hyper-parameters (code defaults; not listed in params.yaml)")
+        with st.expander(label):
+            st.dataframe(pd.DataFrame(ran), hide_index=True, width="stretch")
+        with st.expander("Full docstring"):
+            st.markdown(meta.to_markdown(card["doc"]))
