@@ -181,18 +181,82 @@ def _std(row: pd.Series, protocol: str) -> float:
     return math.nan if _isnan(value) else float(value)
 
 
+# ``dvc metrics show`` reads results/<suite>/metrics/<method>.json: one row per method, a short key per
+# protocol (mean) and ``<key>-sd`` (std over seeds) side by side, and ``ok`` (1: a clean row, every seed on every
+# protocol). Box AP50 / AP75 stay in leaderboard.csv only, so the table fits 200 columns.
+METRIC_KEYS = {"knn_k20": "knn20", "knn_k200": "knn200", "linear": "linear", "semi_1pct": "semi1",
+               "semi_10pct": "semi10", "det_box_ap": "box", "seg_mask_ap": "mask"}
+
+
+def metrics_of(row: pd.Series) -> dict[str, float]:
+    """One leaderboard row as the numbers ``dvc metrics show`` prints."""
+    out = {}
+    for protocol, key in METRIC_KEYS.items():
+        if protocol in row and not _isnan(row[protocol]):
+            out[key] = float(row[protocol])
+            std = row.get(f"{protocol}_std", math.nan)
+            out[f"{key}-sd"] = None if _isnan(std) else float(std)
+    notes = row.get("notes")
+    out["ok"] = int(row.get("status") == "complete" and not (isinstance(notes, str) and notes))
+    return out
+
+
 def write_leaderboard(board: pd.DataFrame, directory: Path) -> None:
-    """``leaderboard.csv`` and ``metrics.json`` (what ``dvc metrics show`` reads)."""
+    """``leaderboard.csv``, ``metrics/<row>.json`` (what ``dvc metrics show`` reads), ``metrics.json`` (all
+    rows' means in one file, for scripts) and ``plots/<protocol>.svg`` (what ``dvc plots show`` shows)."""
     buf = io.StringIO()
     board.to_csv(buf, index=False)
-    metrics = {}
+    metrics, per_row = {}, {}
     for _, row in board.iterrows():
         key = row["method"] if (board["method"] == row["method"]).sum() == 1 else f"{row['method']}@{row['backbone']}"
         metrics[key] = {p: float(row[p]) for p in PROTOCOLS if p in row and not _isnan(row[p])}
+        per_row[key] = metrics_of(row)
     # Locked, so two concurrent writers cannot leave one's table next to the other's metrics.
     with file_lock(directory / "leaderboard.csv"):
         atomic_write_text(directory / "leaderboard.csv", buf.getvalue())
         atomic_write_text(directory / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
+        folder = directory / "metrics"
+        folder.mkdir(exist_ok=True)
+        for stale in set(folder.glob("*.json")) - {folder / f"{k}.json" for k in per_row}:
+            stale.unlink()
+        for key, values in per_row.items():
+            atomic_write_text(folder / f"{key}.json", json.dumps(values, indent=1))
+        plots = directory / "plots"
+        plots.mkdir(exist_ok=True)
+        for protocol in [p for p in PLOTTED if p in board]:
+            atomic_write_text(plots / f"{protocol}.svg", bar_chart_svg(board, protocol))
+
+
+PLOTTED = ["linear", "knn_k20"]  # the board's static plots (``dvc plots show`` renders them offline)
+
+
+def bar_chart_svg(board: pd.DataFrame, protocol: str) -> str:
+    """One protocol of the board as a self-contained SVG: a bar per row (mean, sorted), a whisker of ± std,
+    the value printed; no script, font or file it needs from elsewhere."""
+    from html import escape
+
+    rows = board[board[protocol].notna()].sort_values(protocol, ascending=False)
+    names = [r["method"] if (board["method"] == r["method"]).sum() == 1 else f"{r['method']}@{r['backbone']}"
+             for _, r in rows.iterrows()]
+    stds = [0.0 if _isnan(v) else float(v) for v in rows.get(f"{protocol}_std", [math.nan] * len(rows))]
+    top = max([m + s for m, s in zip(rows[protocol], stds)] + [1.0])
+    label_w, bar_w, row_h, head = 130, 520, 20, 40
+    width, height = label_w + bar_w + 110, head + row_h * len(rows) + 30
+    scale = bar_w / (math.ceil(top / 10) * 10)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="12">',
+           f'<text x="8" y="20" font-size="14" font-weight="bold">{escape(protocol)}: mean ± std over seeds '
+           f'({escape(str(rows["n_seeds"].max()) if len(rows) else "0")} seeds; top-1 %)</text>']
+    for i, (name, mean, std) in enumerate(zip(names, rows[protocol], stds)):
+        y = head + i * row_h
+        x_end = label_w + mean * scale
+        out += [f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end">{escape(name)}</text>',
+                f'<rect x="{label_w}" y="{y + 3}" width="{mean * scale:.1f}" height="{row_h - 6}" fill="#4c78a8"/>',
+                f'<line x1="{x_end - std * scale:.1f}" x2="{x_end + std * scale:.1f}" y1="{y + 10}" y2="{y + 10}" '
+                f'stroke="#222" stroke-width="1.5"/>',
+                f'<text x="{x_end + std * scale + 6:.1f}" y="{y + 14}">{mean:.2f} ± {std:.2f}</text>']
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
 
 
 def _isnan(value) -> bool:

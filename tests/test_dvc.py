@@ -42,3 +42,98 @@ def test_repro_then_noop_then_only_changed_method(tmp_path):
     assert "pretrain@simclr" in status and "pretrain@random" not in status and "evaluate@random" not in status
     metrics = _dvc("metrics", "show", cwd=tmp_path)
     assert "knn_k20" in metrics.stdout or "simclr" in metrics.stdout
+
+
+def _project(tmp_path, *names):
+    """A git + DVC project in ``tmp_path`` with the repository's dvc.yaml, params.yaml and ``names`` copied."""
+    for name in ("dvc.yaml", "params.yaml", ".dvc/config", *names):
+        src, dst = REPO / name, tmp_path / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    return tmp_path
+
+
+def _tiny_results(directory):
+    """results/tiny/ as `sslbench leaderboard` writes it, from the committed tiny board."""
+    import pandas as pd
+
+    from bench.results import write_leaderboard
+
+    (directory / "results" / "tiny").mkdir(parents=True)
+    write_leaderboard(pd.read_csv(REPO / "results/tiny/leaderboard.csv"), directory / "results" / "tiny")
+
+
+needs_dvc = pytest.mark.skipif(not DVC.exists(), reason="dvc not installed in this environment")
+
+
+@needs_dvc
+def test_metrics_show_is_a_row_per_method_with_std_within_200_columns(tmp_path):
+    project = _project(tmp_path)
+    _tiny_results(project)
+    shown = _dvc("metrics", "show", cwd=project)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    header = lines[0].split()
+    assert {"linear", "linear-sd", "knn20", "knn20-sd", "ok"} <= set(header)
+    board = __import__("pandas").read_csv(REPO / "results/tiny/leaderboard.csv")
+    assert len(lines) == 1 + len(board)
+    assert max(len(line) for line in lines) <= 200, max(len(line) for line in lines)
+
+
+@needs_dvc
+def test_plots_show_renders_with_networking_off(tmp_path):
+    project = _project(tmp_path)
+    _tiny_results(project)
+    shown = _dvc("plots", "show", cwd=project)
+    assert shown.returncode == 0, shown.stderr
+    html = (project / "dvc_plots" / "index.html").read_text()
+    assert "<img" in html and "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
+    chromium = Path("/usr/bin/chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not chromium.is_file():
+        pytest.skip("/usr/bin/chromium absent")
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"]
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), args=args)
+        try:
+            context = browser.new_context(offline=True)
+            page = context.new_page()
+            remote = []
+            page.route("**/*", lambda route: (remote.append(route.request.url), route.abort())
+                       if not route.request.url.startswith("file://") else route.continue_())
+            page.goto((project / "dvc_plots" / "index.html").as_uri())
+            page.wait_for_load_state("load")
+            sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
+        finally:
+            browser.close()
+    assert not remote, remote
+    assert sizes and all(done and width > 0 for done, width in sizes), sizes
+
+
+def test_dvc_plots_output_is_git_ignored():
+    assert "/dvc_plots/" in (REPO / ".gitignore").read_text().split()
+
+
+@needs_dvc
+def test_dry_run_in_a_fresh_clone_lists_every_stage(tmp_path):
+    """Without data/ or runs/: `dvc repro --dry --force` prints the plan (plain `--dry` trips on DVC's
+    run-cache check of the missing data/<suite>, treeverse/dvc#9021)."""
+    project = _project(tmp_path, "bench", "methods", "evaluations")
+    dry = _dvc("repro", "--dry", "--force", cwd=project)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "sslbench prepare --suite tiny" in dry.stdout and "sslbench leaderboard --suite tiny" in dry.stdout
+    assert not (project / "data").exists()
+
+
+@needs_dvc
+def test_misspelt_suite_gives_one_clear_error(tmp_path):
+    project = _project(tmp_path, "bench", "methods", "evaluations")
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("suite: tiny", "suite: tinny", 1))
+    failed = _dvc("repro", "prepare", cwd=project)
+    assert failed.returncode != 0
+    ours = [line for line in (failed.stdout + failed.stderr).splitlines() if line.startswith("sslbench")]
+    assert ours == ["sslbench: error: unknown suite 'tinny'; valid choices are: "
+                    + ", ".join(sorted(p.stem for p in (REPO / "bench/suites").glob("*.yaml"))) + "."], ours
