@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -274,7 +275,7 @@ def print_leaderboard(board, suite_name: str) -> None:
         cells += [_mean_std(row[p], row[p + "_std"]) for p in protocols]
         cells += [str(row["n_seeds"]), f"{row['images_seen']:.0f}", f"{row['seconds']:.0f}", row["status"]]
         table.add_row(*cells)
-    console = Console(width=160)
+    console = Console(width=shutil.get_terminal_size((200, 24)).columns)  # the terminal's (COLUMNS), else 200
     console.print(table)
     for _, row in board.iterrows():
         if isinstance(row.get("notes"), str) and row["notes"]:

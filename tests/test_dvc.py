@@ -137,3 +137,30 @@ def test_misspelt_suite_gives_one_clear_error(tmp_path):
     ours = [line for line in (failed.stdout + failed.stderr).splitlines() if line.startswith("sslbench")]
     assert ours == ["sslbench: error: unknown suite 'tinny'; valid choices are: "
                     + ", ".join(sorted(p.stem for p in (REPO / "bench/suites").glob("*.yaml"))) + "."], ours
+
+
+def _sslbench(*args, cwd, columns: int):
+    env = {**os.environ, "COLUMNS": str(columns), "PATH": f"{DVC.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([str(DVC.with_name("sslbench")), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def test_show_uses_the_terminal_width(tmp_path):
+    import pandas as pd
+
+    board = pd.read_csv(REPO / "results/tiny/leaderboard.csv")
+    for protocol in ("det_box_ap", "det_box_ap50", "det_box_ap75", "seg_mask_ap"):  # every protocol: a wide table
+        board[protocol], board[f"{protocol}_std"] = board["linear"] / 2, 1.25
+    (tmp_path / "results" / "tiny").mkdir(parents=True)
+    board.to_csv(tmp_path / "results/tiny/leaderboard.csv", index=False)
+    shown = _sslbench("show", "--suite", "tiny", cwd=tmp_path, columns=250)
+    assert shown.returncode == 0, shown.stderr
+    rows = [line for line in shown.stdout.splitlines() if line.startswith("│")]
+    assert len(rows) == len(board), "rows wrapped"  # one line per row: nothing wrapped
+    assert 160 < max(len(line) for line in rows) <= 250
+
+
+def test_show_with_a_missing_params_file_names_it(tmp_path):
+    shown = _sslbench("show", "--params", "missing.yaml", cwd=tmp_path, columns=120)
+    assert shown.returncode != 0 and "params file 'missing.yaml' does not exist" in shown.stderr
+    assert "leaderboard" not in shown.stdout
