@@ -208,10 +208,10 @@ class Params:
 
 
 def load_params(path: Path = Path("params.yaml")) -> Params:
-    """The params file; an absent ``params.yaml`` (the default name) means the defaults, any other absent file
-    is an error naming it (a mistyped ``--params`` must not silently run the defaults)."""
+    """The params file; an absent file named ``params.yaml`` (the default; a project without one) means the
+    defaults, any other absent file is an error naming it (a mistyped ``--params`` must not run the defaults)."""
     if not Path(path).is_file():
-        if Path(path) != Path("params.yaml"):
+        if Path(path).name != "params.yaml":
             raise SSLBenchError(f"params file '{path}' does not exist.")
         return Params()
     data = _read_yaml(path, "params file")
