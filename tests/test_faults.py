@@ -228,6 +228,7 @@ def test_kill_9_while_results_are_written_leaves_a_complete_table(tmp_path):
         expected_boards.add((reference / "leaderboard.csv").read_bytes())
         expected_metrics.add((reference / "metrics.json").read_bytes())
 
+    reference_files = {str(p.relative_to(reference)) for p in reference.rglob("*") if not p.name.startswith(".")}
     directory = tmp_path / "results"
     rng = random.Random(9)
     kills, mid_write = 10, 0
@@ -255,7 +256,13 @@ def test_kill_9_while_results_are_written_leaves_a_complete_table(tmp_path):
         assert len(read_rows([directory / "rows" / "m.csv"])) == 6000
         json.loads((directory / "metrics.json").read_text())
         visible = sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if not p.name.startswith("."))
-        assert visible == ["leaderboard.csv", "metrics.json", "rows", "rows/m.csv"]
+        per_row = [v for v in visible if v.startswith(("metrics/", "plots"))]  # `dvc metrics` / `dvc plots` files
+        assert [v for v in visible if v not in per_row and v != "metrics"] == [
+            "leaderboard.csv", "metrics.json", "rows", "rows/m.csv"]
+        assert set(per_row) <= reference_files  # never a half-named or foreign file
+        for path in per_row:
+            if path.endswith(".json"):
+                json.loads((directory / path).read_text())  # each one complete
     assert mid_write >= 1  # some kills (usually all the deliberate ones) hit a write in progress
 
     write_rows(directory / "rows" / "m.csv", _table(0))  # the next write sweeps dead writers' temp files
