@@ -326,9 +326,7 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
                 if stop_after is not None and step >= stop_after:
                     raise Interrupted(f"stopped after {step} steps")
                 set_lr(optimizer, lr_factor(progress_at(step), suite.train.warmup_fraction))
-                idx = sampler.indices(step).chunk(world)[rank]  # this worker's share of the global batch
-                gen = torch.Generator(device=device).manual_seed((spec.seed * 1_000_003 + step) * world + rank)
-                batch = Batch(views(images[idx], gen), idx.to(device), labels[idx].to(device, non_blocking=True), gen)
+                batch = step_batch(sampler, views, images, labels, spec.seed, step, device, world, rank)
 
                 optimizer.zero_grad(set_to_none=True)
 
@@ -385,13 +383,21 @@ def _initialise(method: Method, images: torch.Tensor, views: ViewGenerator, suit
                           for idx in torch.arange(len(images)).split(suite.eval.batch_size))
 
 
+def step_batch(sampler: Sampler, views: ViewGenerator, images: torch.Tensor, labels: torch.Tensor, seed: int,
+               step: int, device: torch.device, world: int = 1, rank: int = 0) -> Batch:
+    """This worker's share of step ``step``'s batch, with its views drawn from the step's own seed
+    (so a resumed or distributed run sees the same views)."""
+    idx = sampler.indices(step).chunk(world)[rank]
+    gen = torch.Generator(device=device).manual_seed((seed * 1_000_003 + step) * world + rank)
+    return Batch(views(images[idx], gen), idx.to(device), labels[idx].to(device, non_blocking=True), gen)
+
+
 def step_flops(spec: RunSpec, suite: Suite, dataset: Dataset, device: torch.device) -> float:
     """FLOPs of one training step (forward and backward) of a freshly built method, on the run's first batch."""
     method = build_method(spec, dataset, 1).to(device).train()
     views = ViewGenerator(method.views(suite.resolution), dataset.mean, dataset.std, device)
-    idx = Sampler(len(dataset.train), suite.train.batch_size, spec.seed).indices(0)
-    gen = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003)
-    batch = Batch(views(dataset.train.images[idx], gen), idx.to(device), dataset.train.labels[idx].to(device), gen)
+    sampler = Sampler(len(dataset.train), suite.train.batch_size, spec.seed)
+    batch = step_batch(sampler, views, dataset.train.images, dataset.train.labels, spec.seed, 0, device)
     flops, _ = _count_flops(lambda: forward_backward(method, batch, autocast_for(device, suite.train.precision)))
     return flops
 

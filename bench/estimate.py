@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,20 +23,10 @@ from bench import paths
 from bench.config import Params, Suite, with_precision
 from bench.data import Dataset
 from bench.io import atomic_write_text
+from bench.precision import median_seconds
 
 PARALLEL_SLOWDOWN = 1.1  # two one-thread runs side by side share memory bandwidth
 STAGE_OVERHEAD_S = 6.0  # process start, imports and data loading, per stage
-
-
-def _seconds_per_call(fn, warmup: int = 1, repeats: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _layout(suite: Suite, params: Params) -> tuple[int, int, int]:
@@ -72,7 +60,7 @@ def calibrate(suite: Suite, params: Params, dataset: Dataset, pretraining: Datas
                 per_method[method] = {"pretrain_s": 0.0}
                 continue
             step, model, *_ = _training_step(suite, pretraining, method, params.methods.get(method))
-            per_method[method] = {"pretrain_s": steps * _seconds_per_call(step)}
+            per_method[method] = {"pretrain_s": steps * median_seconds(step, 1, 3)}
             encoder = model.encoder
         evaluate_s = _evaluation_seconds(suite, dataset, encoder, device, extract, backbone_step)
     finally:
@@ -96,9 +84,11 @@ def _evaluation_seconds(suite: Suite, dataset: Dataset, encoder, device, extract
 
     plain = ViewGenerator(None, dataset.mean, dataset.std, device)
     sample = dataset.train.images[:1024]
-    per_image = _seconds_per_call(lambda: extract(encoder, sample, lambda x: plain.plain(x, suite.resolution),
-                                                  suite.eval.batch_size, device, desc=None,
-                                                  precision=suite.train.precision)) / len(sample)
+    def extract_sample():
+        extract(encoder, sample, lambda x: plain.plain(x, suite.resolution), suite.eval.batch_size, device,
+                desc=None, precision=suite.train.precision)
+
+    per_image = median_seconds(extract_sample, 1, 3) / len(sample)
     n_train, n_test = len(dataset.train), len(dataset.test)
     seconds = (n_train + n_test) * per_image
     protocols = suite.eval.protocols
@@ -110,7 +100,7 @@ def _evaluation_seconds(suite: Suite, dataset: Dataset, encoder, device, extract
         step = backbone_step(encoder, dataset, replace(suite, train=replace(suite.train,
                                                                             batch_size=suite.eval.semi.batch_size)),
                              device)
-        per_train_image = _seconds_per_call(step) / suite.eval.semi.batch_size
+        per_train_image = median_seconds(step, 1, 3) / suite.eval.semi.batch_size
         cfg, n = suite.eval.semi, n_train
         seen = cfg.epochs_1pct * math.ceil(0.01 * n) + cfg.epochs_10pct * math.ceil(0.10 * n)
         seconds += seen * per_train_image + 2 * n_test * per_image

@@ -70,7 +70,8 @@ def _probe_step(dtype: torch.dtype | None):
     return step
 
 
-def _median_seconds(fn, warmup: int = 2, repeats: int = 5) -> float:
+def median_seconds(fn, warmup: int = 2, repeats: int = 5) -> float:
+    """Median wall seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -102,8 +103,8 @@ def cpu_bf16_speedup() -> float:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        fp32 = _median_seconds(_probe_step(None))
-        bf16 = _median_seconds(_probe_step(torch.bfloat16))
+        fp32 = median_seconds(_probe_step(None))
+        bf16 = median_seconds(_probe_step(torch.bfloat16))
     finally:
         torch.set_num_threads(threads)
     return fp32 / bf16

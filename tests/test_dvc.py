@@ -64,15 +64,21 @@ def _tiny_results(directory):
     write_leaderboard(pd.read_csv(REPO / "results/tiny/leaderboard.csv"), directory / "results" / "tiny")
 
 
+def _show_on_tiny_results(tmp_path, what: str):
+    """A project holding the committed tiny results, and `dvc <what> show` run in it (which must succeed)."""
+    project = _project(tmp_path)
+    _tiny_results(project)
+    shown = _dvc(what, "show", cwd=project)
+    assert shown.returncode == 0, shown.stderr
+    return project, shown
+
+
 needs_dvc = pytest.mark.skipif(not DVC.exists(), reason="dvc not installed in this environment")
 
 
 @needs_dvc
 def test_metrics_show_is_a_row_per_method_with_std_within_200_columns(tmp_path):
-    project = _project(tmp_path)
-    _tiny_results(project)
-    shown = _dvc("metrics", "show", cwd=project)
-    assert shown.returncode == 0, shown.stderr
+    project, shown = _show_on_tiny_results(tmp_path, "metrics")
     lines = shown.stdout.splitlines()
     header = lines[0].split()
     assert {"linear", "linear-sd", "knn20", "knn20-sd", "ok"} <= set(header)
@@ -83,10 +89,7 @@ def test_metrics_show_is_a_row_per_method_with_std_within_200_columns(tmp_path):
 
 @needs_dvc
 def test_plots_show_renders_with_networking_off(tmp_path):
-    project = _project(tmp_path)
-    _tiny_results(project)
-    shown = _dvc("plots", "show", cwd=project)
-    assert shown.returncode == 0, shown.stderr
+    project, _ = _show_on_tiny_results(tmp_path, "plots")
     html = (project / "dvc_plots" / "index.html").read_text()
     assert "<img" in html and "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
     chromium = Path("/usr/bin/chromium")
