@@ -138,7 +138,7 @@ def backbone_step(encoder: torch.nn.Module, dataset: Dataset, suite: Suite, devi
     """The ceiling: a supervised step of the bare backbone (+ linear classifier) on one plain view."""
     import copy
 
-    net = copy.deepcopy(encoder).to(device).train()
+    net = copy.deepcopy(encoder).to(device).train().requires_grad_(True)  # a target network's copy is frozen
     head = torch.nn.Linear(net.feature_dim, dataset.num_classes).to(device)
     params = list(net.parameters()) + list(head.parameters())
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, foreach=True)
