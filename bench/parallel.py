@@ -5,6 +5,11 @@ of one thread each do not. Measured on the 2-core machine, the ``tiny`` suite's 
 seeds took 65.7 s one after the other (2 threads) and 39.9 s side by side (SimCLR),
 178 s and 106 s (DINO). Each run is the same computation either way; the thread count
 is not part of a run's identity.
+
+Workers are forked where that is safe (CPU only, one thread each: a forked child that
+starts an OpenMP team of its own can hang under GNU OpenMP) and spawned otherwise. Forking
+saves each worker's import of torch: a pretraining stage of the ``pixels`` baseline took
+2.9 s instead of 5.8 s, 3 s off each of the default run's 42 stages.
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ def job_plan(requested: int, runs: int, device: str) -> tuple[int, int]:
     return jobs, (max(1, cores // jobs) if jobs > 1 else 0)
 
 
+def start_method(threads: int) -> str:
+    """'fork' for one-thread CPU workers (no torch import in each child), else 'spawn'."""
+    return "fork" if threads <= 1 and not torch.cuda.is_available() else "spawn"
+
+
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
@@ -53,7 +63,7 @@ def run_each(fn: Callable, items: Sequence, jobs: int, threads: int) -> list:
     if jobs <= 1 or len(items) <= 1:
         return [fn(item) for item in items]
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context(start_method(threads))
     try:
         with ProcessPoolExecutor(jobs, context, initializer=_init_worker, initargs=(threads,)) as pool:
             futures = [pool.submit(fn, item) for item in items]

@@ -46,3 +46,38 @@ def test_linear_probe_learns_separable_classes_and_reports_top5_only_above_ten_c
     assert out["top1"] > 85 and "top5" in out
     y10 = y % 10
     assert "top5" not in linear_probe(x[:200], y10[:200], x[200:], y10[200:], 10, LinearCfg(epochs=1))
+
+
+def _autograd_probe(x, y, num_classes, epochs, lr, batch_size, momentum, weight_decay, seed):
+    """The probe as nn.Linear + cross_entropy + torch.optim.SGD (what train_linear writes out)."""
+    import math
+
+    gen = torch.Generator().manual_seed(seed)
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    xs = (x - mean) / std
+    head = torch.nn.Linear(x.shape[1], num_classes)
+    torch.nn.init.normal_(head.weight, std=0.01, generator=gen)
+    torch.nn.init.zeros_(head.bias)
+    base_lr = lr * batch_size / 256
+    opt = torch.optim.SGD(head.parameters(), lr=base_lr, momentum=momentum, weight_decay=weight_decay)
+    total, step = epochs * math.ceil(len(xs) / batch_size), 0
+    for _ in range(epochs):
+        perm = torch.randperm(len(xs), generator=gen)
+        for start in range(0, len(xs), batch_size):
+            idx = perm[start : start + batch_size]
+            opt.param_groups[0]["lr"] = base_lr * 0.5 * (1 + math.cos(math.pi * step / total))
+            opt.zero_grad()
+            F.cross_entropy(head(xs[idx]), y[idx]).backward()
+            opt.step()
+            step += 1
+    return lambda f: head((f - mean) / std).detach()
+
+
+def test_written_out_sgd_step_equals_autograd_and_torch_sgd():
+    from evaluations.linear import train_linear
+
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(700, 20, generator=g) * 3 + 1, torch.randint(0, 7, (700,), generator=g)
+    test = torch.randn(50, 20, generator=g)
+    args = (x, y, 7, 3, 0.4, 64, 0.9, 1e-3, 5)  # 700 / 64: a short last batch
+    assert torch.allclose(train_linear(*args)(test), _autograd_probe(*args)(test), atol=1e-5)

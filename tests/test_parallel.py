@@ -59,3 +59,11 @@ def test_side_by_side_runs_are_the_same_runs(workdir):
                                                          for p in ("knn_k20", "knn_k200", "linear")}
     record = json.loads((workdir / "side" / "smoke" / "simclr" / "seed1" / "run.json").read_text())
     assert record["status"] == "complete" and record["steps"] == 8
+
+
+def test_one_thread_cpu_workers_are_forked_others_spawned(monkeypatch):
+    monkeypatch.setattr(parallel.torch.cuda, "is_available", lambda: False)
+    assert parallel.start_method(1) == "fork"  # no torch import per worker
+    assert parallel.start_method(2) == "spawn"  # a forked child's own OpenMP team can hang
+    monkeypatch.setattr(parallel.torch.cuda, "is_available", lambda: True)
+    assert parallel.start_method(1) == "spawn"  # CUDA cannot be re-initialised in a forked child
