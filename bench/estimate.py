@@ -26,7 +26,7 @@ from bench.io import atomic_write_text
 from bench.precision import median_seconds
 
 PARALLEL_SLOWDOWN = 1.1  # two one-thread runs side by side share memory bandwidth
-STAGE_OVERHEAD_S = 6.0  # process start, imports and data loading, per stage
+STAGE_OVERHEAD_S = 3.5  # process start, imports, data loading and DVC, per stage (workers forked)
 
 
 def _layout(suite: Suite, params: Params) -> tuple[int, int, int]:
