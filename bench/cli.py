@@ -223,7 +223,19 @@ def cmd_sweep(args) -> None:
         raise SSLBenchError("sweep needs a SPEC (bench/sweeps/*.yaml name or path) or --method with --grid.")
     rows = run_sweep(spec, Path.cwd())
     done = sum(r["status"] == "complete" for r in rows)
-    print(f"sweep {spec.name}: {done}/{len(rows)} trials complete -> results/ablations/{spec.name}.csv")
+    print(f"sweep {spec.name}: {done}/{len(rows)} trials complete -> {spec.out_dir}/{spec.name}.csv")
+
+
+def cmd_budget(args) -> None:
+    from bench.budget import read_baselines, read_rows, report
+    from bench.sweep import csv_path, load_spec
+
+    spec = load_spec(args.sweep)
+    path = csv_path(spec, Path.cwd())
+    if not path.is_file():
+        raise SSLBenchError(f"budget sweep '{spec.name}' not run yet ({path} does not exist): "
+                            f"sslbench sweep {args.sweep}")
+    print(report(read_rows(path), read_baselines(Path(args.board or f"results/{spec.suite}/leaderboard.csv"))))
 
 
 def cmd_claims(args) -> None:
@@ -348,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--cpus", type=int, default=1, help="CPUs per trial, 1 or 2 (default: 1)")
     sweep.add_argument("--name", help="sweep name for --grid sweeps (default: <method>_<param>)")
     sweep.set_defaults(fn=cmd_sweep)
+    budget = sub.add_parser("budget", help="budget curves: Kendall's tau vs the largest budget, baseline crossings")
+    budget.add_argument("sweep", nargs="?", default="budget", help="budget sweep name or spec path (default: budget)")
+    budget.add_argument("--board", help="leaderboard with random / pixels (default: results/<suite>/leaderboard.csv)")
+    budget.set_defaults(fn=cmd_budget)
     claims = sub.add_parser("claims", help="paper-claim verdicts from results/ablations -> results/claims.csv")
     claims.add_argument("--ablations", default="results/ablations", help="folder of sweep CSVs")
     claims.add_argument("--out", default="results/claims.csv", help="ledger CSV to write")

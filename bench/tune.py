@@ -1,13 +1,13 @@
-"""Run a sweep with Ray Tune: grid over (value x seed), retries, resume with ``Tuner.restore``."""
+"""Run a sweep with Ray Tune: grid over (method x value x seed), retries, resume with ``Tuner.restore``."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from bench.distributed import ray_init
-from bench.sweep import SweepSpec, run_trial, sweep_dir, write_csv
+from bench.sweep import SweepSpec, csv_path, run_trial, sweep_dir, write_csv
 
 
 def _trainable(config: dict) -> None:
@@ -15,7 +15,9 @@ def _trainable(config: dict) -> None:
 
     spec, root = SweepSpec(**config["spec"]), Path(config["root"])
     os.environ["OMP_NUM_THREADS"] = str(spec.cpus)
-    row = run_trial(spec, root, config["value"], config["seed"])
+    # grids written before ``trial`` existed carry value and seed as their own axes
+    trial = config.get("trial") or {"method": spec.method, "value": config["value"], "seed": config["seed"]}
+    row = run_trial(spec, root, trial["value"], trial["seed"], trial["method"])
     tune.report({k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
 
 
@@ -29,8 +31,9 @@ def run_sweep(spec: SweepSpec, root: Path, out: Path | None = None) -> list[dict
     if tune.Tuner.can_restore(str(experiment)):
         tuner = tune.Tuner.restore(str(experiment), trainable, resume_errored=True)
     else:
-        space = {"spec": asdict(spec), "root": str(root), "value": tune.grid_search(list(spec.values)),
-                 "seed": tune.grid_search(list(spec.seeds))}
+        trials = [{"method": m, "value": v, "seed": s} for m, v, s in spec.trials()]
+        # each trial carries its own (method, value, seed); value_seeds (int keys) stays out of Ray's config
+        space = {"spec": asdict(replace(spec, value_seeds={})), "root": str(root), "trial": tune.grid_search(trials)}
         tuner = tune.Tuner(
             trainable, param_space=space,
             tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent or None),
@@ -38,4 +41,4 @@ def run_sweep(spec: SweepSpec, root: Path, out: Path | None = None) -> list[dict
                                       failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                                       verbose=0))
     tuner.fit()
-    return write_csv(spec, root, out or root / "results" / "ablations" / f"{spec.name}.csv")
+    return write_csv(spec, root, out or csv_path(spec, root))
