@@ -14,5 +14,6 @@ PAGES = [
     st.Page("views/4_Claims.py", title="Claims", url_path="Claims"),
     st.Page("views/5_Methods.py", title="Methods", url_path="Methods"),
     st.Page("views/6_Cost_vs_accuracy.py", title="Cost vs accuracy", url_path="Cost_vs_accuracy"),
+    st.Page("views/7_Budget_curves.py", title="Budget curves", url_path="Budget_curves"),
 ]
 st.navigation(PAGES, position="top").run()
