@@ -11,23 +11,22 @@ import data
 import tables
 import widgets
 
-SWEEPS = ("budget", "budget_short")  # bench/sweeps/<name>.yaml -> results/tiny/budget/<name>.csv
-FOLDER = "tiny/budget"
 
 widgets.page("Budget curves", "Each point is a separate matched-budget run (its own schedule) at 1x-8x the "
              "suite's budget. Does the ranking at the board's budget survive a bigger one?")
 
-found = [s for s in SWEEPS if (data.results_dir() / FOLDER / f"{s}.csv").is_file()]
+# every budget sweep's CSV (bench/sweeps/<name>.yaml writes results/<suite>/budget/<name>.csv)
+found = {f"{p.parent.parent.name}/{p.stem}": p for p in sorted(data.results_dir().glob("*/budget/*.csv"))}
 if not found:
     st.info("**Budget curves: not run yet: `sslbench sweep budget`** (60 trials, ~40 min on 2 cores; or "
             "`sslbench sweep budget_short`, 30 trials, ~15 min). They write `results/tiny/budget/`.", icon="ℹ️")
     st.stop()
 
 pick_sweep, pick_protocol = st.columns(2)
-sweep = pick_sweep.radio("Sweep", found, horizontal=True)
+sweep = pick_sweep.radio("Sweep", list(found), horizontal=True)
 protocol = pick_protocol.radio("Protocol", budget.PROTOCOLS, format_func=tables.PROTOCOL_LABELS.get,
                                horizontal=True)
-rows = budget.read_rows(data.results_dir() / FOLDER / f"{sweep}.csv")
+rows = budget.read_rows(found[sweep])
 if not rows:
     st.caption(f"`{sweep}`: no complete trial yet.")
     st.stop()
