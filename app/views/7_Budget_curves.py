@@ -11,7 +11,6 @@ import data
 import tables
 import widgets
 
-
 widgets.page("Budget curves", "Each point is a separate matched-budget run (its own schedule) at 1x-8x the "
              "suite's budget. Does the ranking at the board's budget survive a bigger one?")
 
