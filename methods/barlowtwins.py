@@ -36,7 +36,7 @@ import torch
 from bench.distributed import gather_with_grad
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import barlow_twins_loss
-from methods.modules import mlp
+from methods.modules import mlp, per_view
 from methods.registry import register
 
 PAPER_PROJ_DIM = 8192
@@ -69,6 +69,6 @@ class BarlowTwins(Method):
 
     def training_step(self, batch: Batch) -> StepOutput:
         v1, v2 = batch.views[:2]
-        z1, z2 = self.projector(self.backbone(v1)), self.projector(self.backbone(v2))
+        z1, z2 = per_view(self.projector, *per_view(self.backbone, v1, v2))
         loss = barlow_twins_loss(gather_with_grad(z1), gather_with_grad(z2), self.lambd)
         return StepOutput(loss, {"lambda": torch.tensor(self.lambd)}, z1)

@@ -28,7 +28,7 @@ import torch
 
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import byol_regression
-from methods.modules import cosine_increase, ema_update, frozen_copy, mlp, scale_momentum
+from methods.modules import cosine_increase, ema_update, frozen_copy, mlp, per_view, scale_momentum
 from methods.registry import register
 
 
@@ -64,10 +64,10 @@ class BYOL(Method):
 
     def training_step(self, batch: Batch) -> StepOutput:
         v1, v2 = batch.views
-        z1, z2 = self.online(v1), self.online(v2)
-        p1, p2 = self.predictor(z1), self.predictor(z2)
+        z1, z2 = per_view(self.online, v1, v2)
+        p1, p2 = per_view(self.predictor, z1, z2)
         with torch.no_grad():
-            t1, t2 = self.target(v1), self.target(v2)
+            t1, t2 = per_view(self.target, v1, v2)
         loss = byol_regression(p1, t2) + byol_regression(p2, t1)  # the paper's sum (eq. 2-3)
         return StepOutput(loss, {"tau": torch.tensor(self.tau)}, z1)
 

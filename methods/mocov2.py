@@ -15,7 +15,9 @@ Deviations: K and m are scaled to the suite by the rule shared by every method
 fraction of the dataset, the EMA its horizon in epochs); ``scale_to_dataset:
 false`` restores the literal values. On one device shuffle-BN is emulated: the
 key batch is shuffled and encoded in ``shuffle_bn_groups`` = 8 chunks (MoCo's 8 GPUs),
-the query batch in one piece. The number of chunks, not their size, follows the
+the query batch in one piece. The chunks go through the key encoder in one pass whose BN layers
+normalise each chunk with its own statistics (``grouped_batchnorm``; equal to 8 separate passes,
+running statistics included, and 1.4x faster at batch 64 here). The number of chunks, not their size, follows the
 paper: 8 chunks of 32 at its batch 256, 8 chunks of 8 at batch 64 (the tiny suite).
 Keeping 8 keeps a key's BN batch a random eighth of the batch, as in MoCo, so its
 statistics differ from those of its query's batch; chunks of a fixed 32 would be 2
@@ -34,7 +36,16 @@ import torch.nn.functional as F
 from bench.distributed import gather_with_grad
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import info_nce
-from methods.modules import FeatureQueue, ema_update, frozen_copy, mlp, scale_length, scale_momentum
+from methods.modules import (
+    FeatureQueue,
+    ema_update,
+    frozen_copy,
+    grouped_batchnorm,
+    mlp,
+    plain_batchnorm,
+    scale_length,
+    scale_momentum,
+)
 from methods.registry import register
 
 
@@ -75,7 +86,14 @@ class MomentumContrast(Method):
         """Key features with shuffled, chunked batch-norm (single-device shuffle-BN)."""
         groups = min(self.hp.shuffle_bn_groups, len(x))
         perm = torch.randperm(len(x), device=x.device, generator=gen)
-        keys = torch.cat([self.key(chunk) for chunk in x[perm].chunk(groups)])
+        shuffled = x[perm]
+        if groups == 1:
+            keys = self.key(shuffled)
+        elif plain_batchnorm(self.key):
+            with grouped_batchnorm(self.key, groups):
+                keys = self.key(shuffled)
+        else:  # another BN (e.g. synchronised across workers): one pass per chunk
+            keys = torch.cat([self.key(chunk) for chunk in shuffled.chunk(groups)])
         return F.normalize(keys[torch.argsort(perm)].float(), dim=1)
 
     def training_step(self, batch: Batch) -> StepOutput:

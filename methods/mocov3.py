@@ -42,7 +42,7 @@ from torch import nn
 from bench.distributed import gather_with_grad
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import in_batch_info_nce
-from methods.modules import cosine_increase, ema_update, frozen_copy, is_vit, mlp, scale_momentum
+from methods.modules import cosine_increase, ema_update, frozen_copy, is_vit, mlp, per_view, scale_momentum
 from methods.registry import register
 
 
@@ -87,10 +87,10 @@ class MoCoV3(Method):
 
     def training_step(self, batch: Batch) -> StepOutput:
         v1, v2 = batch.views[:2]
-        z1, z2 = self.online(v1), self.online(v2)
-        q1, q2 = self.predictor(z1), self.predictor(z2)
+        z1, z2 = per_view(self.online, v1, v2)
+        q1, q2 = per_view(self.predictor, z1, z2)
         with torch.no_grad():
-            k1, k2 = self.momentum_encoder(v1), self.momentum_encoder(v2)
+            k1, k2 = per_view(self.momentum_encoder, v1, v2)
         t = self.temperature
         q1, q2, k1, k2 = (gather_with_grad(x) for x in (q1, q2, k1, k2))  # keys of every worker
         loss = in_batch_info_nce(q1, k2, t) + in_batch_info_nce(q2, k1, t)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -414,3 +415,42 @@ def global_and_maps(backbone, x: torch.Tensor) -> tuple[torch.Tensor, list[torch
     """The pooled global feature (exactly ``backbone(x)``) and the layer1..4 maps, in one pass."""
     maps = backbone.feature_maps(x)
     return torch.flatten(backbone.avgpool(maps[-1]), 1), maps
+
+
+def _grouped_bn(bn: nn.modules.batchnorm._BatchNorm, groups: int, x: torch.Tensor) -> torch.Tensor:
+    """BN of ``x`` chunk by chunk (``groups`` equal chunks of consecutive samples): each chunk
+    normalised with its own statistics, running statistics updated once per chunk."""
+    forward = type(bn).forward
+    return torch.cat([forward(bn, chunk) for chunk in x.chunk(groups)])
+
+
+@contextmanager
+def grouped_batchnorm(module: nn.Module, groups: int):
+    """Within the block, every BN layer of ``module`` normalises each of ``groups`` equal chunks of
+    its batch separately: one forward pass equal to ``groups`` passes of one chunk each, with the
+    convolutions and linear layers batched."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.forward = lambda x, bn=bn: _grouped_bn(bn, groups, x)
+    try:
+        yield
+    finally:
+        for bn in bns:
+            del bn.forward
+
+
+def plain_batchnorm(module: nn.Module) -> bool:
+    """True when every BN layer of ``module`` is a plain BatchNorm1d/2d (not synchronised across
+    workers), so ``grouped_batchnorm`` applies."""
+    return all(type(m) in (nn.BatchNorm1d, nn.BatchNorm2d)
+               for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+
+
+def per_view(module: nn.Module, *views: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``module`` on each view, as separate calls (the authors' code: BN statistics per view), run
+    as one batched pass with per-view BN where the views have one shape: same outputs, gradients
+    and running statistics, and faster on small batches."""
+    if len(views) == 1 or not plain_batchnorm(module) or len({v.shape for v in views}) > 1:
+        return tuple(module(v) for v in views)
+    with grouped_batchnorm(module, len(views)):
+        return module(torch.cat(views)).chunk(len(views))

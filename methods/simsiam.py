@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import symmetric_negative_cosine
-from methods.modules import mlp
+from methods.modules import mlp, per_view
 from methods.registry import register
 
 
@@ -69,7 +69,7 @@ class SimSiam(Method):
 
     def training_step(self, batch: Batch) -> StepOutput:
         v1, v2 = batch.views[:2]
-        z1, z2 = self.projector(self.backbone(v1)), self.projector(self.backbone(v2))
-        p1, p2 = self.predictor(z1), self.predictor(z2)
+        z1, z2 = per_view(self.projector, *per_view(self.backbone, v1, v2))
+        p1, p2 = per_view(self.predictor, z1, z2)
         loss = symmetric_negative_cosine(p1, p2, z1, z2, self.hp.stop_gradient)
         return StepOutput(loss, {}, z1)

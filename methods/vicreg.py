@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from bench.distributed import gather_with_grad
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import vicreg_terms
-from methods.modules import mlp
+from methods.modules import mlp, per_view
 from methods.registry import register
 
 
@@ -56,7 +56,7 @@ class VICReg(Method):
 
     def training_step(self, batch: Batch) -> StepOutput:
         v1, v2 = batch.views[:2]
-        z1, z2 = self.projector(self.backbone(v1)), self.projector(self.backbone(v2))
+        z1, z2 = per_view(self.projector, *per_view(self.backbone, v1, v2))
         t = vicreg_terms(gather_with_grad(z1), gather_with_grad(z2))
         hp = self.hp
         loss = hp.sim_weight * t["invariance"] + hp.var_weight * t["variance"] + hp.cov_weight * t["covariance"]

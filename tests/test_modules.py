@@ -83,3 +83,30 @@ def test_collapse_metrics_detect_collapse():
     assert healthy["embed_std"] > 0.8 * healthy["embed_std_ideal"]
     assert collapsed["embed_std"] < 0.01
     assert healthy["eff_rank"] > 40
+
+
+def test_per_view_equals_separate_calls():
+    """One batched pass with per-view BN = one call per view: outputs, gradients and BN running
+    statistics (the authors' BYOL / SimSiam / Barlow Twins / VICReg run the views separately)."""
+    import copy
+
+    from methods.modules import per_view
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                              torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 8, 16), torch.nn.BatchNorm1d(16))
+    v1, v2 = torch.randn(6, 3, 10, 10), torch.randn(6, 3, 10, 10)
+    separate, batched = copy.deepcopy(net), copy.deepcopy(net)
+    a1, a2 = separate(v1), separate(v2)
+    b1, b2 = per_view(batched, v1, v2)
+    torch.testing.assert_close((b1, b2), (a1, a2), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(copy.deepcopy(net)(torch.cat([v1, v2]))[:6], a1, atol=1e-3)  # not one BN batch
+    ((a1 * a2).sum()).backward()
+    ((b1 * b2).sum()).backward()
+    for pa, pb in zip(separate.parameters(), batched.parameters()):
+        torch.testing.assert_close(pb.grad, pa.grad, atol=1e-4, rtol=1e-4)
+    for ba, bb in zip(separate.buffers(), batched.buffers()):
+        torch.testing.assert_close(bb.float(), ba.float(), atol=1e-6, rtol=1e-5)
+    assert "forward" not in vars(batched[1])  # the BN layers are restored
+    c1, c2 = per_view(batched, v1, torch.randn(4, 3, 10, 10))  # unequal shapes: one call each
+    assert (len(c1), len(c2)) == (6, 4)
