@@ -42,7 +42,7 @@ app: setup
 	streamlit run app/Leaderboard.py
 
 lint: setup
-	$(BIN)/ruff check bench methods evaluations tests app
+	$(BIN)/ruff check bench methods evaluations pipeline tests app
 
 clean-runs:
 	rm -rf runs data

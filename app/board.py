@@ -8,7 +8,7 @@ import meta
 import tables
 import widgets
 
-results = data.bench("results")
+results = data.code("pipeline.results")
 
 widgets.page("sslbench leaderboard",
              "Matched budget, one declared protocol per column, mean ± std over seeds. "

@@ -23,9 +23,10 @@ if str(CODE_ROOT) not in sys.path:
     sys.path.append(str(CODE_ROOT))
 
 
-def bench(module: str):
-    """``bench.<module>`` of the code (importable once this module has put the code root on sys.path)."""
-    return importlib.import_module(f"bench.{module}")
+def code(module: str):
+    """``<package>.<module>`` of the code, e.g. ``pipeline.results`` (importable once this module has put
+    the code root on sys.path)."""
+    return importlib.import_module(module)
 
 
 def root() -> Path:

@@ -22,6 +22,7 @@ from bench.errors import SSLBenchError, choices
 from bench.schema import build
 
 SUITES_DIR = Path(__file__).parent / "suites"
+SWEEPS_DIR = Path(__file__).parent / "sweeps"  # Ray Tune sweep specs (pipeline/sweep.py)
 BUDGET_UNITS = ("images_seen", "epochs", "flops", "seconds")
 
 
@@ -227,7 +228,7 @@ def load_params(path: Path = Path("params.yaml")) -> Params:
         if method not in params.methods:
             raise SSLBenchError(f"transfer lists '{method}' in '{path}', which is not under methods; valid choices "
                                 f"are: {choices(params.methods)}.")
-    specs = sorted(p.stem for p in (Path(__file__).parent / "sweeps").glob("*.yaml"))
+    specs = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
     for name in params.sweeps:
         if name not in specs:
             raise SSLBenchError(f"unknown sweep '{name}' in '{path}'; valid choices are: {choices(specs)}.")

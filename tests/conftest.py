@@ -28,7 +28,7 @@ def workdir(tmp_path, monkeypatch):
 def smoke_results(tmp_path_factory):
     """One real smoke-suite run of every foundation method (prepare, pretrain, evaluate, leaderboard)."""
     from bench.config import Params, load_suite
-    from bench.stages import build_leaderboard, evaluate, prepare, pretrain
+    from pipeline.stages import build_leaderboard, evaluate, prepare, pretrain
 
     if not FMNIST.is_file():
         pytest.skip("Fashion-MNIST not installed (make data)")

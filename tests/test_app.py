@@ -119,9 +119,9 @@ def _row(method, seed, protocol, value, family="end-to-end contrastive", backbon
 
 @pytest.fixture
 def board_root(tmp_path):
-    """A two-seed board written by bench.results: baselines, a best method, a tie, a diverged transfer seed, a
+    """A two-seed board written by pipeline.results: baselines, a best method, a tie, a diverged transfer seed, a
     deviation, a row below random and one below pixels only."""
-    from bench.results import leaderboard, write_leaderboard, write_rows
+    from pipeline.results import leaderboard, write_leaderboard, write_rows
 
     linear = {"random": (60, 61), "pixels": (70, 70), "supervised": (90, 90), "simclr": (80, 82), "byol": (80, 80.6),
               "mocov2": (76, 77), "cmc": (65, 66), "dim": (50, 52)}
@@ -304,7 +304,7 @@ def test_ablations_render_sweeps_when_present(variant, use_root):
         {"suite": "smoke", "method": "simclr", "parameter": "temperature", "value": t, "seed": s,
          "knn_k20": 60 + 10 * t + s, "knn_k200": 55.0, "linear": 62 + 10 * t - s, "images_seen": 512,
          "seconds": 1.0, "status": "complete"} for t in (0.1, 0.5) for s in (0, 1)])
-    from bench.sweep import COLUMNS
+    from pipeline.sweep import COLUMNS
 
     assert set(sweep.columns) == set(COLUMNS)  # the columns `sslbench sweep` writes
     (variant / "results" / "ablations").mkdir()
@@ -478,7 +478,7 @@ def test_cost_labels_do_not_overlap_and_colours_are_distinct(monkeypatch):
 
 
 def test_app_protocol_labels_follow_the_declared_protocols(monkeypatch):
-    from bench.results import PROTOCOLS
+    from pipeline.results import PROTOCOLS
 
     monkeypatch.syspath_prepend(str(APP))
     import tables

@@ -2,7 +2,7 @@
 
 Each bad input must be refused with exit code 2 and exactly one line ``sslbench: error: ...``
 naming it — never a traceback — and must not write anything. The CLI runs in-process
-(``bench.cli.main``) with the stages' data loading replaced by a tripwire, so an input
+(``pipeline.cli.main``) with the stages' data loading replaced by a tripwire, so an input
 that slips through fails the test (exit 1) instead of starting a training run.
 """
 
@@ -21,7 +21,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-import bench.stages
+import pipeline.stages
 from bench.config import SUITE_NAME, Params, Suite, suite_names
 from bench.data import Dataset, Split
 from bench.errors import SSLBenchError
@@ -49,10 +49,10 @@ def tripwire(monkeypatch):
         raise AssertionError("a bad input got past validation")
 
     split = Split(torch.zeros(8, 1, 16, 16, dtype=torch.uint8), torch.arange(8) % 2)
-    monkeypatch.setattr(bench.stages, "dataset_for", lambda suite: Dataset("dummy", split, split, 2, (0.5,),
+    monkeypatch.setattr(pipeline.stages, "dataset_for", lambda suite: Dataset("dummy", split, split, 2, (0.5,),
                                                                             (0.25,), "dummy"))
     for name in ("load_raw", "train", "evaluate_run", "build_leaderboard"):
-        monkeypatch.setattr(bench.stages, name, reached)
+        monkeypatch.setattr(pipeline.stages, name, reached)
 
 
 @contextlib.contextmanager

@@ -11,8 +11,8 @@ import torch
 
 from bench.config import load_suite
 from bench.data import Dataset, Split
-from bench.engine import RunSpec, build_method, train
 from methods.registry import resolve_hparams
+from pipeline.engine import RunSpec, build_method, train
 
 
 def _toy_dataset(n=96, size=16):
@@ -86,7 +86,7 @@ def test_pixels_backbone_is_the_flattened_input():
 
 def test_pixels_run_records_its_backbone_and_evaluates(tmp_path, monkeypatch):
     from bench import paths
-    from bench.stages import evaluate_run, load_encoder
+    from pipeline.stages import evaluate_run, load_encoder
 
     monkeypatch.setattr(paths, "features_cache", lambda suite: tmp_path / "cache")
     suite, ds = _suite(), _toy_dataset()
@@ -116,7 +116,7 @@ def test_pixels_semi_supervised_is_a_linear_classifier_on_pixels():
 def test_pixels_refuses_other_backbones():
     from bench.config import Params
     from bench.errors import SSLBenchError
-    from bench.stages import run_plan
+    from pipeline.stages import run_plan
 
     params = Params(suite="smoke", methods={"pixels": {"backbones": ["resnet18", "vit_tiny"]}})
     with pytest.raises(SSLBenchError, match="not applicable"):
@@ -124,7 +124,7 @@ def test_pixels_refuses_other_backbones():
 
 
 def test_transfer_skips_pixels_as_not_applicable(tmp_path, capsys):
-    from bench.transfer import transfer_run
+    from pipeline.transfer import transfer_run
 
     suite, ds = _suite(), _toy_dataset()
     train(RunSpec(suite, "pixels", 0, resolve_hparams("pixels", {}), tmp_path), ds, progress_bar=False)
@@ -175,7 +175,7 @@ def _board():
 
 
 def test_counts_above_a_baseline():
-    from bench.results import above_baseline
+    from pipeline.results import above_baseline
 
     random = above_baseline(_board(), "random").set_index("protocol").loc["linear"]
     assert (random["methods"], random["above"], random["clearly_above"], random["below"]) == (4, 3, 1, "c")
@@ -186,7 +186,7 @@ def test_counts_above_a_baseline():
 
 
 def test_claims_rule_is_the_counting_rule():
-    from bench.claims import beats_clearly, verdict
+    from pipeline.claims import beats_clearly, verdict
 
     assert beats_clearly(10.0, 1.0, 7.0, 0.5) and not beats_clearly(10.0, 1.0, 8.5, 0.5)
     assert not beats_clearly(10.0, math.nan, 0.0, 0.1)

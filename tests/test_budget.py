@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench import budget
 from bench.errors import SSLBenchError
-from bench.sweep import apply_suite_param, load_spec, make_spec
+from pipeline import budget
+from pipeline.sweep import apply_suite_param, load_spec, make_spec
 from tests.conftest import needs_fmnist
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,8 +79,8 @@ def test_budget_specs():
 
 def test_longer_budget_has_its_own_steps_and_momentum():
     from bench.config import load_suite
-    from bench.engine import total_steps_for
     from methods.modules import scale_momentum
+    from pipeline.engine import total_steps_for
 
     tiny = load_suite("tiny")
     steps = [total_steps_for(apply_suite_param(tiny, "budget", b), 10000) for b in (1, 2, 8)]
@@ -99,14 +99,14 @@ def test_two_budget_smoke_sweep(workdir, ray_cluster):
     spec.write_text("methods: [byol]\nparam: budget\nvalues: [1, 2]\nseeds: [0]\nsuite: smoke\n"
                     "max_concurrent: 1\nout_dir: results/smoke/budget\n")
     env = {**os.environ, "RAY_ADDRESS": ray_cluster, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "bench.cli", "sweep", str(spec)], cwd=workdir, env=env, check=True,
+    subprocess.run([sys.executable, "-m", "pipeline.cli", "sweep", str(spec)], cwd=workdir, env=env, check=True,
                    capture_output=True, timeout=300)
     with (workdir / "results" / "smoke" / "budget" / "budget_smoke.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["method"], r["value"], r["images_seen"], r["status"]) for r in rows] == [
         ("byol", "1", "512", "complete"), ("byol", "2", "1024", "complete")]
     assert (workdir / "runs" / "sweeps" / "budget_smoke" / "runs" / "byol" / "budget=2" / "seed0").is_dir()
-    out = subprocess.run([sys.executable, "-m", "bench.cli", "budget", str(spec)], cwd=workdir, env=env,
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "budget", str(spec)], cwd=workdir, env=env,
                          check=True, capture_output=True, text=True, timeout=60).stdout
     assert "Kendall's tau" in out and "byol" in out
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from bench.claims import CLAIMS, build, verdict
+from pipeline.claims import CLAIMS, build, verdict
 
 HEADER = ["suite", "method", "param", "value", "seed", "knn_k20", "knn_k200", "linear", "seconds",
           "images_seen", "status"]

@@ -9,7 +9,7 @@ from tests.conftest import REPO
 
 
 def _run(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
 def _assert_clean_error(proc, *needles):
@@ -71,7 +71,7 @@ def test_seeds_option_keeps_the_rest_of_params(tmp_path):
     """`--seeds` replaced only the seeds: transfer and sweeps were dropped (issue 15)."""
     import argparse
 
-    from bench.cli import _context
+    from pipeline.cli import _context
 
     params = tmp_path / "params.yaml"
     params.write_text("suite: smoke\nmethods: {simclr: {}}\ntransfer: [simclr]\n")

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from bench.backbones import BackboneCfg, build_backbone
-from bench.cli import main
 from bench.errors import SSLBenchError
 from evaluations.detection.convert import to_detectron2, write_detectron2
+from pipeline.cli import main
 from tests.conftest import REPO
 
 NORM = ("weight", "bias", "running_mean", "running_var")
@@ -81,9 +81,9 @@ def test_vit_state_is_refused():
 
 
 def fake_run(directory, cfg: BackboneCfg, status: str = "complete"):
-    """A run directory as ``bench.engine`` leaves it: ``encoder.pt`` and ``run.json``."""
-    from bench.engine import ENCODER, RUN_JSON
+    """A run directory as ``pipeline.engine`` leaves it: ``encoder.pt`` and ``run.json``."""
     from bench.io import atomic_torch_save
+    from pipeline.engine import ENCODER, RUN_JSON
 
     directory.mkdir(parents=True)
     encoder = build_backbone(cfg)
@@ -131,7 +131,7 @@ def test_unusable_runs_are_refused(tmp_path):
 
 
 def test_missing_run_is_one_line_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "bench.cli", "convert", "--to", "detectron2",
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "convert", "--to", "detectron2",
                            str(tmp_path / "runs" / "nope" / "seed0")], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode != 0
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
@@ -176,9 +176,9 @@ def test_detectron2_trains_repeatably_and_reaches_its_learning_rate(tmp_path):
     the base lr within its iterations, repeats exactly with a seed and needs no TensorBoard."""
     pytest.importorskip("detectron2")
     from bench.config import TransferCfg
-    from bench.transfer import _detectron2_recipe
     from evaluations.detection.detectron2_backend import CONFIGS, run_detectron2
     from evaluations.detection.scenes import write_scenes
+    from pipeline.transfer import _detectron2_recipe
     from tests.test_transfer import _scenes
 
     run = tmp_path / "run"

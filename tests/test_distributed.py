@@ -145,7 +145,7 @@ def test_ray_train_job_writes_one_run(ray_cluster, workdir):
 
     from bench.config import Params, load_suite
     from bench.errors import SSLBenchError
-    from bench.stages import pretrain
+    from pipeline.stages import pretrain
 
     suite = load_suite("smoke")
     params = Params(suite="smoke", seeds=[0], methods={"simclr": {}, "swav": {}})

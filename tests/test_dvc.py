@@ -21,7 +21,7 @@ def _dvc(*args, cwd):
 @needs_fmnist
 @pytest.mark.skipif(not DVC.exists(), reason="dvc not installed in this environment")
 def test_repro_then_noop_then_only_changed_method(tmp_path):
-    for name in ("dvc.yaml", "bench", "methods", "evaluations", ".dvc/config"):
+    for name in ("dvc.yaml", "bench", "methods", "evaluations", "pipeline", ".dvc/config"):
         src = REPO / name
         dst = tmp_path / name
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +58,7 @@ def _tiny_results(directory):
     """results/tiny/ as `sslbench leaderboard` writes it, from the committed tiny board."""
     import pandas as pd
 
-    from bench.results import write_leaderboard
+    from pipeline.results import write_leaderboard
 
     (directory / "results" / "tiny").mkdir(parents=True)
     write_leaderboard(pd.read_csv(REPO / "results/tiny/leaderboard.csv"), directory / "results" / "tiny")
@@ -123,7 +123,7 @@ def test_dvc_plots_output_is_git_ignored():
 def test_dry_run_in_a_fresh_clone_lists_every_stage(tmp_path):
     """Without data/ or runs/: `dvc repro --dry --force` prints the plan (plain `--dry` trips on DVC's
     run-cache check of the missing data/<suite>, treeverse/dvc#9021)."""
-    project = _project(tmp_path, "bench", "methods", "evaluations")
+    project = _project(tmp_path, "bench", "methods", "evaluations", "pipeline")
     dry = _dvc("repro", "--dry", "--force", cwd=project)
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "sslbench prepare --suite tiny" in dry.stdout and "sslbench leaderboard --suite tiny" in dry.stdout
@@ -132,7 +132,7 @@ def test_dry_run_in_a_fresh_clone_lists_every_stage(tmp_path):
 
 @needs_dvc
 def test_misspelt_suite_gives_one_clear_error(tmp_path):
-    project = _project(tmp_path, "bench", "methods", "evaluations")
+    project = _project(tmp_path, "bench", "methods", "evaluations", "pipeline")
     params = project / "params.yaml"
     params.write_text(params.read_text().replace("suite: tiny", "suite: tinny", 1))
     failed = _dvc("repro", "prepare", cwd=project)

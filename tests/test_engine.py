@@ -8,8 +8,8 @@ import torch
 
 from bench.config import load_suite
 from bench.data import Dataset, Split
-from bench.engine import Interrupted, RunSpec, train
 from methods.registry import resolve_hparams
+from pipeline.engine import Interrupted, RunSpec, train
 
 
 def _toy_dataset(n=256):
@@ -76,7 +76,7 @@ def test_supervised_baseline_learns_labels(tmp_path):
 
 
 def test_code_change_invalidates_a_finished_run(tmp_path, monkeypatch):
-    import bench.engine as engine
+    import pipeline.engine as engine
 
     suite, ds = _suite(), _toy_dataset()
     spec = RunSpec(suite, "simclr", 0, resolve_hparams("simclr", {}), tmp_path)

@@ -23,13 +23,13 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import cli
 from bench.config import load_suite
 from bench.data import INSTALL_HINT, Dataset, Split, load_cache, save_cache
-from bench.engine import Interrupted, RunSpec, train
 from bench.io import atomic_write_text, file_lock
-from bench.results import ROW_COLUMNS, read_rows, write_leaderboard, write_rows
 from methods.registry import resolve_hparams
+from pipeline import cli
+from pipeline.engine import Interrupted, RunSpec, train
+from pipeline.results import ROW_COLUMNS, read_rows, write_leaderboard, write_rows
 from tests.conftest import FMNIST, REPO, needs_fmnist
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
@@ -110,7 +110,7 @@ def wait_until(condition, proc: subprocess.Popen, timeout: float = 180.0) -> boo
 
 def sslbench_process(cwd: Path, *argv, log: Path) -> subprocess.Popen:
     with open(log, "ab") as fh:
-        return subprocess.Popen([sys.executable, "-m", "bench.cli", *map(str, argv)], cwd=cwd, env=ENV,
+        return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *map(str, argv)], cwd=cwd, env=ENV,
                                 stdout=fh, stderr=fh)
 
 
@@ -153,7 +153,7 @@ def test_kill_9_during_pretraining_resumes_to_the_same_budget(tmp_path, capsys, 
     second_step = checkpoint_step(run)
     assert second_step > first_step
 
-    done = subprocess.run([sys.executable, "-m", "bench.cli", *map(str, argv)], cwd=tmp_path, env=ENV,
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *map(str, argv)], cwd=tmp_path, env=ENV,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     record = json.loads((run / "run.json").read_text())
@@ -521,10 +521,10 @@ def test_out_of_memory_is_one_line_with_a_hint(project, capsys, monkeypatch, exc
 
 
 def test_exception_while_evaluating_one_method_leaves_the_others_rows(project, capsys, monkeypatch):
-    import bench.stages
+    import pipeline.stages
 
     assert run_cli(capsys, "pretrain", "--suite", project, "--method", "random", "--method", "simclr")[0] == 0
-    original, calls = bench.stages.linear_probe, []
+    original, calls = pipeline.stages.linear_probe, []
 
     def failing_probe(*args, **kwargs):
         calls.append(1)
@@ -532,7 +532,7 @@ def test_exception_while_evaluating_one_method_leaves_the_others_rows(project, c
             raise ValueError("probe exploded")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(bench.stages, "linear_probe", failing_probe)
+    monkeypatch.setattr(pipeline.stages, "linear_probe", failing_probe)
     code, _, err = run_cli(capsys, "evaluate", "--suite", project, "--method", "simclr", "--method", "random")
     assert_one_clean_error(code, err, 1, "evaluate of method 'simclr'", "ValueError: probe exploded",
                            "simclr.evaluate.log")
@@ -553,7 +553,7 @@ def test_exception_in_a_real_process_is_one_line_and_exit_code_1(tmp_path):
         "def boom(self, batch):\n"
         "    raise KeyError('no such view')\n"
         "SimCLR.training_step = boom\n"
-        "from bench.cli import main\n"
+        "from pipeline.cli import main\n"
         f"sys.exit(main(['pretrain', '--suite', {str(suite_file)!r}, '--method', 'simclr', '--method', 'random']))\n")
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=ENV, capture_output=True, text=True,
                           timeout=300)

@@ -9,9 +9,9 @@ import torch
 
 from bench.backbones import BackboneCfg, build_backbone
 from bench.config import Params, load_suite
-from bench.stages import pretrain
 from methods.base import Batch, Context
 from methods.registry import get_method, resolve_hparams
+from pipeline.stages import pretrain
 from tests.conftest import needs_fmnist
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from bench.config import Params, load_suite
-from bench.stages import evaluate, pretrain
+from pipeline.stages import evaluate, pretrain
 from tests.conftest import needs_fmnist
 
 

@@ -12,8 +12,6 @@ import torch.nn.functional as F
 
 from bench.config import Params, load_suite
 from bench.data import Dataset, Split
-from bench.engine import RunSpec, train
-from bench.stages import pretrain
 from methods.losses import (
     cpc_info_nce,
     global_local_info_nce,
@@ -31,6 +29,8 @@ from methods.modules import (
     rgb_to_lab,
 )
 from methods.registry import get_method, method_names, resolve_hparams
+from pipeline.engine import RunSpec, train
+from pipeline.stages import pretrain
 from tests.conftest import needs_fmnist
 
 PART1 = ["mocov1", "invaspread", "instdisc", "pirl", "cmc", "dim", "amdim", "cpc_v2"]
@@ -246,8 +246,8 @@ def test_method_runs_engine_steps_without_nan(tmp_path, method):
 def test_memory_bank_starts_from_the_untrained_network(tmp_path, method):
     """Before step 1 every bank entry is the initial network's embedding of its image
     (``bank_init: network``); ``bank_init: random`` keeps the papers' random vectors."""
-    from bench.engine import build_method
     from bench.views import ViewGenerator
+    from pipeline.engine import build_method
 
     data, suite = _toy_dataset(), _toy_suite()
     for init in ("network", "random"):

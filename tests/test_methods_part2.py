@@ -15,7 +15,6 @@ import torch
 
 from bench.backbones import BackboneCfg, backbone_preset, build_backbone
 from bench.config import Params, load_suite
-from bench.engine import Interrupted, RunSpec, build_method, train
 from bench.errors import SSLBenchError
 from bench.views import ViewGenerator
 from methods.base import Context
@@ -31,6 +30,7 @@ from methods.losses import (
 )
 from methods.modules import ema_center, sinkhorn, warmup_constant
 from methods.registry import get_method, method_names, resolve_hparams
+from pipeline.engine import Interrupted, RunSpec, build_method, train
 from tests.conftest import needs_fmnist
 from tests.test_engine import _suite, _toy_dataset
 
@@ -415,7 +415,7 @@ def _collapse_run(method_overrides, steps):
     suite = load_suite("smoke")
     suite = replace(suite, budget=replace(suite.budget, value=64 * steps),
                     train=replace(suite.train, log_every=max(1, steps // 6), checkpoint_every=10_000))
-    from bench.stages import pretrain
+    from pipeline.stages import pretrain
 
     params = Params(suite="smoke", methods={"simsiam": method_overrides})
     record = pretrain(suite, params, "simsiam", progress_bar=False)[0]

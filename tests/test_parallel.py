@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from bench import parallel
 from bench.errors import SSLBenchError
+from pipeline import parallel
 from tests.conftest import needs_fmnist
 
 
@@ -44,7 +44,7 @@ def test_run_each_keeps_order_and_raises_worker_errors():
 @needs_fmnist
 def test_side_by_side_runs_are_the_same_runs(workdir):
     from bench.config import Params, load_suite
-    from bench.stages import evaluate, pretrain
+    from pipeline.stages import evaluate, pretrain
 
     suite = load_suite("smoke")
     params = Params(suite="smoke", seeds=[0, 1], methods={"simclr": {}})

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from bench.config import load_suite
-from bench.perf import profile_method, run_perf
+from pipeline.perf import profile_method, run_perf
 from tests.test_engine import _toy_dataset
 
 

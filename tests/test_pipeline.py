@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from bench.results import ROW_COLUMNS, leaderboard
+from pipeline.results import ROW_COLUMNS, leaderboard
 
 FOUNDATION = {"random", "supervised", "simclr", "mocov2", "byol"}
 
@@ -60,7 +60,7 @@ def test_a_failed_transfer_seed_is_counted_and_named_but_keeps_the_method_status
 
     import pandas as pd
 
-    from bench.results import leaderboard
+    from pipeline.results import leaderboard
 
     base = {"family": "x", "backbone": "resnet18", "deviation": "", "images_seen": 1, "steps": 1, "seconds": 1.0,
             "flops": 1.0, "peak_mem_mb": 1.0, "device": "cpu", "method": "m"}

@@ -9,9 +9,9 @@ import torch
 
 from bench import precision
 from bench.config import load_suite, with_precision
-from bench.engine import RunSpec, train
-from bench.results import leaderboard, make_rows, mixed_precision
 from methods.registry import resolve_hparams
+from pipeline.engine import RunSpec, train
+from pipeline.results import leaderboard, make_rows, mixed_precision
 from tests.test_engine import _suite, _toy_dataset
 
 

@@ -7,10 +7,10 @@ import torch
 
 from bench.config import SemiCfg, load_suite
 from bench.data import Dataset, Split, label_fraction_split
-from bench.engine import RunSpec, train
-from bench.stages import finetune_start, semi_supervised
 from evaluations.semi_supervised import finetune
 from methods.registry import resolve_hparams
+from pipeline.engine import RunSpec, train
+from pipeline.stages import finetune_start, semi_supervised
 
 
 def _separable(n=400, size=16):

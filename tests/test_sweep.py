@@ -12,7 +12,7 @@ import time
 import pytest
 
 from bench.errors import SSLBenchError
-from bench.sweep import load_spec, parse_grid
+from pipeline.sweep import load_spec, parse_grid
 from tests.conftest import needs_fmnist
 
 SPEC = """method: simclr
@@ -26,7 +26,7 @@ max_concurrent: 1
 
 
 def test_shipped_specs_load():
-    from bench.sweep import SWEEPS_DIR
+    from pipeline.sweep import SWEEPS_DIR
 
     for path in SWEEPS_DIR.glob("*.yaml"):
         assert load_spec(path.stem).suite == "tiny"
@@ -50,7 +50,7 @@ def test_sweep_killed_and_resumed(workdir, ray_cluster):
     spec = workdir / "temp.yaml"
     spec.write_text(SPEC)
     env = {**os.environ, "RAY_ADDRESS": ray_cluster, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "bench.cli", "sweep", str(spec)]
+    cmd = [sys.executable, "-m", "pipeline.cli", "sweep", str(spec)]
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     runs = workdir / "runs" / "sweeps" / "temp" / "runs"
     deadline = time.time() + 600  # one smoke trial: seconds when idle, minutes on a loaded machine

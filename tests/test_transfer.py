@@ -94,8 +94,8 @@ def test_detector_learns_the_squares():
 @needs_fmnist
 def test_transfer_stage_writes_rows_the_leaderboard_reads(smoke_results, workdir):
     from bench.config import Params, load_suite
-    from bench.stages import build_leaderboard, evaluate
-    from bench.transfer import TRANSFER_PROTOCOLS, transfer
+    from pipeline.stages import build_leaderboard, evaluate
+    from pipeline.transfer import TRANSFER_PROTOCOLS, transfer
 
     source, _ = smoke_results
     shutil.copytree(source / "data", workdir / "data")

@@ -27,7 +27,7 @@ mismatch = shown[(shown["printed rule gives"] != "") & (shown["printed rule give
 if len(mismatch):
     st.warning("A verdict that does not follow its printed rule: " + "; ".join(
         f"**{r['claim']}** says *{r['verdict']}*, its rule gives *{r['printed rule gives']}*"
-        for _, r in mismatch.iterrows()) + ". The ledger (bench/claims.py) must print the rule it applies.",
+        for _, r in mismatch.iterrows()) + ". The ledger (pipeline/claims.py) must print the rule it applies.",
         icon="⚠️")
 shown = shown.rename(columns={"our_numbers": "our numbers"}).fillna("")
 st.table(shown.style.map(lambda v: f"background-color: {COLOURS[v]}" if v in COLOURS else "",

@@ -4,7 +4,7 @@
 import altair as alt
 import pandas as pd
 import streamlit as st
-from bench import budget
+from pipeline import budget
 
 import charts
 import data

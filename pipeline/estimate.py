@@ -31,8 +31,8 @@ STAGE_OVERHEAD_S = 3.5  # process start, imports, data loading and DVC, per stag
 
 def _layout(suite: Suite, params: Params) -> tuple[int, int, int]:
     """(seeds, processes side by side, torch threads each) as ``pretrain`` will run them."""
-    from bench.parallel import job_plan
-    from bench.stages import seeds_for
+    from pipeline.parallel import job_plan
+    from pipeline.stages import seeds_for
 
     seeds = len(seeds_for(suite, params))
     jobs, threads = job_plan(0, seeds, suite.device)
@@ -41,10 +41,10 @@ def _layout(suite: Suite, params: Params) -> tuple[int, int, int]:
 
 def calibrate(suite: Suite, params: Params, dataset: Dataset, pretraining: Dataset) -> dict:
     """Seconds per method (pretrain, evaluate) on this host; a few seconds in all."""
-    from bench.engine import pick_device, total_steps_for
-    from bench.perf import _training_step, backbone_step
     from evaluations.features import extract
     from methods.registry import get_method
+    from pipeline.engine import pick_device, total_steps_for
+    from pipeline.perf import _training_step, backbone_step
 
     device = pick_device(suite.device)
     suite = with_precision(suite, device)
@@ -153,7 +153,7 @@ def _done(suite: Suite, method: str, stage: str, seeds: list[int]) -> bool:
 
 def progress_line(suite: Suite, params: Params, method: str, stage: str) -> str | None:
     """Where the pipeline is, for the line a stage prints before it starts (None without an estimate)."""
-    from bench.stages import seeds_for
+    from pipeline.stages import seeds_for
 
     estimate = read_estimate(suite)
     methods = list(params.methods)

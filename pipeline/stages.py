@@ -17,17 +17,17 @@ from bench import paths
 from bench.backbones import BackboneCfg, backbone_preset, build_backbone
 from bench.config import Params, Suite
 from bench.data import OWN_SPLIT, Dataset, load_cache, load_raw, pretraining_view, save_cache, semi_split
-from bench.engine import ENCODER, RUN_JSON, RunSpec, configure_threads, pick_device, read_record, train
 from bench.errors import SSLBenchError
 from bench.io import atomic_write_text, safe_torch_load
-from bench.parallel import job_plan, run_each
 from bench.precision import autocast_for
-from bench.results import leaderboard, make_rows, read_rows, write_leaderboard, write_rows
 from bench.views import ViewGenerator
 from evaluations.features import cached, extract, file_digest
 from evaluations.knn import knn_accuracy
 from evaluations.linear import linear_probe
 from methods.registry import get_method, resolve_hparams
+from pipeline.engine import ENCODER, RUN_JSON, RunSpec, configure_threads, pick_device, read_record, train
+from pipeline.parallel import job_plan, run_each
+from pipeline.results import leaderboard, make_rows, read_rows, write_leaderboard, write_rows
 
 SEMI_FRACTIONS = {"semi_1pct": 0.01, "semi_10pct": 0.10}
 
@@ -84,12 +84,12 @@ def pretrain(suite: Suite, params: Params, method: str, runs: Path | None = None
              progress_bar: bool = True, jobs: int = 0, workers: int = 0, gpus_per_worker: float = 0.0) -> list[dict]:
     """Train ``method`` for every backbone and seed; diverged runs are recorded, not raised.
 
-    Runs go side by side in ``jobs`` processes (0 = one per CPU core; see bench/parallel.py),
+    Runs go side by side in ``jobs`` processes (0 = one per CPU core; see pipeline/parallel.py),
     or, with ``workers``, each run in turn as a Ray Train job of that many workers.
     """
     plan = list(run_plan(suite, params, method, runs))  # refuses bad overrides before loading data
     if workers:
-        from bench.ray_train import train_on_ray
+        from pipeline.ray_train import train_on_ray
 
         records = [train_on_ray(RunSpec(sub, method, seed, hp, out, sub.device), workers, gpus_per_worker)
                    for sub, hp, seed, out in plan]
@@ -187,8 +187,8 @@ def own_split_label(suite: Suite) -> str:
 def finetune_start(suite: Suite, run: Path, record: dict, dataset: Dataset) -> tuple[torch.nn.Module, int]:
     """What fine-tuning starts from: the backbone, or the method's ``finetune_encoder()``
     (SimCLR v2: backbone + first projection layer) rebuilt from the final checkpoint."""
-    from bench.engine import CHECKPOINT, build_method
     from methods.registry import get_method
+    from pipeline.engine import CHECKPOINT, build_method
 
     encoder, _ = load_encoder(run)
     if not hasattr(get_method(record["method"]), "finetune_encoder") or not (run / CHECKPOINT).is_file():

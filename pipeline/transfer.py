@@ -13,11 +13,11 @@ from pathlib import Path
 
 from bench import paths
 from bench.config import Params, Suite
-from bench.engine import configure_threads, pick_device
 from bench.errors import SSLBenchError
-from bench.parallel import job_plan, run_each
-from bench.results import make_rows, write_rows
-from bench.stages import dataset_for, load_encoder, run_plan, with_threads
+from pipeline.engine import configure_threads, pick_device
+from pipeline.parallel import job_plan, run_each
+from pipeline.results import make_rows, write_rows
+from pipeline.stages import dataset_for, load_encoder, run_plan, with_threads
 
 TRANSFER_PROTOCOLS = ["det_box_ap", "det_box_ap50", "det_box_ap75", "seg_mask_ap"]
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from bench.distributed import ray_init
-from bench.sweep import SweepSpec, csv_path, run_trial, sweep_dir, write_csv
+from pipeline.sweep import SweepSpec, csv_path, run_trial, sweep_dir, write_csv
 
 
 def _trainable(config: dict) -> None:

@@ -153,10 +153,10 @@ def above_baseline(board: pd.DataFrame, baseline: str = "random", protocols: lis
 
     Columns: ``protocol``, ``baseline``, ``methods`` (SSL rows with a value), ``above`` (mean
     above the baseline's), ``clearly_above`` (by more than 2 x the larger std, the claims
-    ledger's rule, ``bench.claims.beats_clearly``) and ``below`` (names of the others, mean not
+    ledger's rule, ``pipeline.claims.beats_clearly``) and ``below`` (names of the others, mean not
     above, in board order). Empty when the board has no ``baseline`` row; a protocol the baseline lacks is left out.
     """
-    from bench.claims import beats_clearly
+    from pipeline.claims import beats_clearly
 
     base = board[board["method"] == baseline]
     ssl = board[~board["family"].isin(NOT_SSL)] if "family" in board else board.iloc[0:0]

@@ -24,7 +24,6 @@ import torch.nn.functional as F
 
 from bench.config import Suite, with_precision
 from bench.data import Dataset
-from bench.engine import RunSpec, build_method, forward_backward, peak_memory_mb, pick_device
 from bench.io import atomic_write_text
 from bench.optim import build_optimizer
 from bench.precision import autocast_for
@@ -33,6 +32,7 @@ from evaluations.features import extract
 from evaluations.knn import knn_predict
 from methods.base import Batch
 from methods.registry import resolve_hparams
+from pipeline.engine import RunSpec, build_method, forward_backward, peak_memory_mb, pick_device
 
 
 def _median_rate(fn, items: float, warmup: int, repeats: int, sync) -> float:

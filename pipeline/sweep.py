@@ -19,10 +19,10 @@ from pathlib import Path
 
 import yaml
 
+from bench.config import SWEEPS_DIR
 from bench.errors import SSLBenchError, choices
 from bench.io import atomic_write_text
 
-SWEEPS_DIR = Path(__file__).parent / "sweeps"
 COLUMNS = ["suite", "method", "parameter", "value", "seed", "knn_k20", "knn_k200", "linear", "seconds",
            "images_seen", "status"]
 SUITE_PARAMS = {"batch_size", "ema_horizon_cap", "budget"}  # swept on the suite, not on the method's hparams
@@ -132,9 +132,9 @@ def run_trial(spec: SweepSpec, root: Path, value, seed: int, method: str = "") -
     """Pretrain + evaluate one (method, value, seed); reuse a finished trial's ``row.json``."""
     from bench.config import load_params, load_suite
     from bench.data import pretraining_view
-    from bench.engine import RunSpec, train
-    from bench.stages import dataset_for, evaluate_run
     from methods.registry import resolve_hparams
+    from pipeline.engine import RunSpec, train
+    from pipeline.stages import dataset_for, evaluate_run
 
     method = method or spec.method
     out = run_path(spec, root, value, seed, method)

@@ -15,9 +15,9 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from bench.engine import RunSpec
 from bench.errors import SSLBenchError
-from bench.stages import with_threads
+from pipeline.engine import RunSpec
+from pipeline.stages import with_threads
 
 
 def _worker_loop(config: dict) -> None:
@@ -25,8 +25,8 @@ def _worker_loop(config: dict) -> None:
     import ray.train.torch
 
     from bench.data import pretraining_view
-    from bench.engine import train
-    from bench.stages import dataset_for
+    from pipeline.engine import train
+    from pipeline.stages import dataset_for
 
     os.chdir(config["root"])  # data/ and relative paths resolve as in the driver
     spec: RunSpec = config["spec"]
@@ -43,8 +43,8 @@ def train_on_ray(spec: RunSpec, workers: int, gpus_per_worker: float = 0.0, cpus
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from bench.distributed import ray_init
-    from bench.engine import RUN_JSON, check_workers, read_record
     from methods.registry import get_method
+    from pipeline.engine import RUN_JSON, check_workers, read_record
 
     if workers < 2:
         raise SSLBenchError(f"--workers must be at least 2 (got {workers}); without it the run is in-process.")

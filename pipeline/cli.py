@@ -40,7 +40,7 @@ def _methods(args, params) -> list[str]:
 
 
 def cmd_prepare(args) -> None:
-    from bench.stages import prepare
+    from pipeline.stages import prepare
 
     suite, params = _context(args)
     print(f"prepared {suite.dataset.name} for suite '{suite.name}' in {prepare(suite)}")
@@ -54,8 +54,8 @@ def cmd_prepare(args) -> None:
 def _print_estimate(suite, params) -> None:
     """Calibrate this host (a few seconds) and print the pipeline's expected wall time."""
     from bench.data import pretraining_view
-    from bench.estimate import summary, write_estimate
-    from bench.stages import dataset_for
+    from pipeline.estimate import summary, write_estimate
+    from pipeline.stages import dataset_for
 
     dataset = dataset_for(suite)
     estimate = write_estimate(suite, params, dataset, pretraining_view(dataset, suite.dataset.pretrain_subset))
@@ -64,8 +64,8 @@ def _print_estimate(suite, params) -> None:
 
 def _announce(suite, params, method: str, stage: str) -> None:
     """One line before a method's stage: which method of how many, time for it and left in all."""
-    from bench.estimate import progress_line
-    from bench.stages import run_plan
+    from pipeline.estimate import progress_line
+    from pipeline.stages import run_plan
 
     if method not in params.methods:
         return
@@ -83,7 +83,7 @@ def cmd_estimate(args) -> None:
 
 
 def cmd_pretrain(args) -> None:
-    from bench.stages import pretrain
+    from pipeline.stages import pretrain
 
     suite, params = _context(args)
     for method in _methods(args, params):
@@ -93,7 +93,7 @@ def cmd_pretrain(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from bench.stages import evaluate
+    from pipeline.stages import evaluate
 
     suite, params = _context(args)
     for method in _methods(args, params):
@@ -104,7 +104,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_transfer(args) -> None:
-    from bench.transfer import transfer
+    from pipeline.transfer import transfer
 
     suite, params = _context(args)
     for method in _methods(args, params):
@@ -114,7 +114,7 @@ def cmd_transfer(args) -> None:
 
 
 def cmd_leaderboard(args) -> None:
-    from bench.stages import build_leaderboard
+    from pipeline.stages import build_leaderboard
 
     suite, params = _context(args)
     board = build_leaderboard(suite, _methods(args, params))
@@ -141,8 +141,8 @@ def cmd_show(args) -> None:
 
 def cmd_run(args) -> None:
     """All stages for all selected methods, in-process (what ``dvc repro`` does, without DVC)."""
-    from bench.stages import build_leaderboard, evaluate, prepare, pretrain
-    from bench.transfer import transfer
+    from pipeline.stages import build_leaderboard, evaluate, prepare, pretrain
+    from pipeline.transfer import transfer
 
     suite, params = _context(args)
     methods = _methods(args, params)
@@ -165,9 +165,9 @@ def cmd_perf(args) -> None:
 
     from bench import paths
     from bench.config import with_precision
-    from bench.engine import pick_device
-    from bench.perf import run_perf
-    from bench.stages import dataset_for
+    from pipeline.engine import pick_device
+    from pipeline.perf import run_perf
+    from pipeline.stages import dataset_for
 
     suite, params = _context(args)
     if args.device:
@@ -179,7 +179,7 @@ def cmd_perf(args) -> None:
     methods = [m for m in methods if get_method(m).trains]  # baselines without training have no step
     if args.profile:
         from bench.io import atomic_write_text
-        from bench.perf import profile_method
+        from pipeline.perf import profile_method
 
         for method in methods:
             text = profile_method(suite, dataset_for(suite), method, overrides=params.methods.get(method))
@@ -210,8 +210,8 @@ def _requested_precision(args) -> str:
 
 
 def cmd_sweep(args) -> None:
-    from bench.sweep import load_spec, make_spec, parse_grid
-    from bench.tune import run_sweep
+    from pipeline.sweep import load_spec, make_spec, parse_grid
+    from pipeline.tune import run_sweep
 
     if args.spec:
         spec = load_spec(args.spec)
@@ -227,8 +227,8 @@ def cmd_sweep(args) -> None:
 
 
 def cmd_budget(args) -> None:
-    from bench.budget import read_baselines, read_rows, report
-    from bench.sweep import csv_path, load_spec
+    from pipeline.budget import read_baselines, read_rows, report
+    from pipeline.sweep import csv_path, load_spec
 
     spec = load_spec(args.sweep)
     path = csv_path(spec, Path.cwd())
@@ -239,7 +239,7 @@ def cmd_budget(args) -> None:
 
 
 def cmd_claims(args) -> None:
-    from bench.claims import build
+    from pipeline.claims import build
 
     rows = build(Path(args.ablations), Path(args.out))
     for row in rows:
