@@ -12,7 +12,13 @@ from pathlib import Path
 from bench.io import atomic_write_text
 
 COLUMNS = ["claim", "source", "our_numbers", "verdict", "rule", "sweep", "metric"]
-RULE = "reproduced if the claimed arm beats the other by more than 2 std over seeds; the reverse = not reproduced"
+RULES = {  # the rule each mode of `verdict` applies, printed beside every verdict
+    "greater": "reproduced if the claimed arm beats the other by more than 2 std over seeds; "
+               "the reverse = not reproduced",
+    "not_less": "reproduced unless the claimed arm is below the other by more than 2 std over seeds "
+                "(then not reproduced)",
+    "interior": "reproduced if the best value is inside the grid and beats both ends by more than 2 std",
+}
 
 
 @dataclass(frozen=True)
@@ -106,8 +112,7 @@ def _fmt(arms: dict[str, list[float]], values: list[str]) -> str:
 def judge(claim: Claim, rows: list[dict] | None) -> dict:
     """One ledger row for `claim` from the sweep's CSV rows (None = sweep not run)."""
     out = {"claim": claim.claim, "source": claim.source, "sweep": claim.sweep, "metric": claim.metric,
-           "rule": RULE if claim.mode != "interior" else
-           "reproduced if the best value is inside the grid and beats both ends by more than 2 std"}
+           "rule": RULES[claim.mode]}
     arms = _arms(rows or [], claim.metric)
     if claim.mode == "interior":
         ordered = sorted(arms, key=_key)

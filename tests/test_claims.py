@@ -48,3 +48,16 @@ def test_ledger_from_csvs(tmp_path):
     assert "section 4.1" in rows["MoCo: momentum 0.99 beats momentum 0"]["source"]
     with (tmp_path / "claims.csv").open() as fh:
         assert next(csv.reader(fh))[:5] == ["claim", "source", "our_numbers", "verdict", "rule"]
+
+
+def test_each_verdict_is_printed_with_the_rule_that_gave_it():
+    """A "does not hurt" claim is judged by non-inferiority and says so: equal arms are reproduced
+    under the printed rule, which is not the two-arm "beats by 2 std" rule."""
+    from pipeline.claims import CLAIMS, judge
+
+    claim = next(c for c in CLAIMS if c.mode == "not_less")
+    rows = [{"value": v, "linear": x, "status": "complete"} for v, x in
+            (("1024", 78.9), ("1024", 79.5), ("16384", 78.6), ("16384", 79.3))]
+    row = judge(claim, rows)
+    assert row["verdict"] == "reproduced"
+    assert row["rule"].startswith("reproduced unless the claimed arm is below the other by more than 2 std")
