@@ -165,7 +165,7 @@ def cmd_perf(args) -> None:
 
     from bench import paths
     from bench.config import with_precision
-    from pipeline.engine import pick_device
+    from bench.device import pick_device
     from pipeline.perf import run_perf
     from pipeline.stages import dataset_for
 

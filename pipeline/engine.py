@@ -11,37 +11,43 @@ import json
 import math
 import os
 import platform
-import resource
 import signal
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
-from tqdm import tqdm
 
 from bench.backbones import build_backbone
 from bench.config import Suite, config_hash, with_precision
 from bench.data import Dataset
+from bench.device import configure_threads, git_revision, peak_memory_mb, pick_device
 from bench.distributed import all_finite, average_gradients, broadcast_state, convert_global_bn
 from bench.distributed import rank as dist_rank
 from bench.distributed import world_size as dist_world_size
 from bench.errors import SSLBenchError
-from bench.io import atomic_torch_save, atomic_write_text, safe_torch_load
+from bench.io import atomic_torch_save
 from bench.optim import build_optimizer, lr_factor, set_lr
 from bench.precision import autocast_for
 from bench.progress import progress
+from bench.runs import (
+    ENCODER,
+    METRICS,
+    RUN_JSON,
+    code_digest,
+    load_checkpoint,
+    read_record,
+    save_checkpoint,
+    trim_metrics,
+    write_record,
+)
 from bench.views import ViewGenerator
 from evaluations.diagnostics import representation_diagnostics
 from methods.base import Batch, Context, Method
 from methods.modules import collapse_metrics
 from methods.registry import get_method
-
-CHECKPOINT, PREVIOUS, ENCODER, RUN_JSON, METRICS = (
-    "checkpoint.pt", "checkpoint.prev.pt", "encoder.pt", "run.json", "metrics.jsonl")
 
 
 class Interrupted(Exception):
@@ -56,64 +62,6 @@ class RunSpec:
     hparams: object
     out_dir: Path
     device: str = "cpu"
-
-
-def code_digest(method_cls: type) -> str:
-    """Hash of the source files a run's result depends on (the pretrain stage's DVC deps):
-    a code change gives a new run identity, so a stale finished run is never reused."""
-    import hashlib
-    import inspect
-
-    import bench.backbones
-    import bench.optim
-    import bench.views
-    import methods.base
-    import methods.losses
-    import methods.modules
-
-    modules = [sys.modules[__name__], bench.views, bench.backbones, bench.optim, methods.base, methods.losses,
-               methods.modules]
-    modules += [sys.modules[c.__module__] for c in method_cls.__mro__ if c.__module__.startswith("methods.")]
-    h = hashlib.sha256()
-    for module in dict.fromkeys(modules):
-        h.update(inspect.getsource(module).encode())
-    return h.hexdigest()[:12]
-
-
-def configure_threads(requested: int = 0) -> int:
-    """Set torch's CPU threads: ``requested``, or the cores not already busy (at least 1).
-
-    Two threads on two cores that other processes also use make every parallel region
-    wait for both to be scheduled (measured here: 5 vs 113 images/s), so ``0`` (auto)
-    subtracts the current load average from the available cores.
-    """
-    if not requested:
-        cores = len(os.sched_getaffinity(0))
-        requested = max(1, min(cores, cores - int(os.getloadavg()[0])))
-    torch.set_num_threads(requested)
-    return requested
-
-
-def pick_device(requested: str) -> torch.device:
-    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise SSLBenchError("device 'cuda' was requested but no CUDA device is available; use device: cpu.")
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def git_revision() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def build_method(spec: RunSpec, dataset: Dataset, total_steps: int) -> Method:
@@ -171,54 +119,6 @@ def _count_flops(fn) -> tuple[float, object]:
     return float(counter.get_total_flops()), out
 
 
-def read_record(path: Path, strict: bool = True) -> dict | None:
-    """A run's ``run.json``; a corrupt one is an error naming it (``strict``) or treated as absent."""
-    if not path.is_file():
-        if strict:
-            raise SSLBenchError(f"run '{path.parent}' has no {RUN_JSON}; pretrain it first (`sslbench pretrain`).")
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        if strict:
-            raise SSLBenchError(f"run record '{path}' is corrupt; re-run `sslbench pretrain` to rebuild it.") from None
-        tqdm.write(f"warning: run record '{path}' is corrupt; the run resumes from its checkpoint.")
-        return None
-
-
-def _trim_metrics(path: Path, last_step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from (no duplicates), and torn lines."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= last_step:
-                keep.append(line)
-        except (ValueError, KeyError, TypeError):
-            continue
-    atomic_write_text(path, "".join(ln + "\n" for ln in keep))
-
-
-def load_checkpoint(out_dir: Path) -> dict | None:
-    """The newest readable checkpoint; falls back to the previous one if the last is corrupt."""
-    for name in (CHECKPOINT, PREVIOUS):
-        path = out_dir / name
-        if path.is_file():
-            try:
-                return safe_torch_load(path)
-            except SSLBenchError as err:
-                tqdm.write(f"warning: {err} Falling back to the previous checkpoint.")
-    return None
-
-
-def save_checkpoint(out_dir: Path, state: dict) -> None:
-    current = out_dir / CHECKPOINT
-    if current.is_file():
-        os.replace(current, out_dir / PREVIOUS)
-    atomic_torch_save(state, current)
-
-
 def _sigterm_as_interrupt() -> None:
     """Let SIGTERM (preemption, DVC/Ray cancellation) end a run like Ctrl-C: checkpoint, then exit."""
     if threading.current_thread() is threading.main_thread():
@@ -237,6 +137,99 @@ def pretraining_identity(suite: Suite) -> dict:
     return ident
 
 
+def run_identity(spec: RunSpec, suite: Suite) -> str:
+    """The run's identity: its resolved configuration, method, seed, hyper-parameters and code."""
+    return config_hash(pretraining_identity(suite), spec.method, spec.seed, spec.hparams,
+                       code_digest(get_method(spec.method)))
+
+
+def reusable_record(out: Path, digest: str) -> dict | None:
+    """The finished record in ``out`` if it was made with this identity (the run is then reused)."""
+    record = read_record(out / RUN_JSON, strict=False)
+    if record and record.get("config_hash") == digest and record.get("status") in ("complete", "diverged"):
+        return record
+    return None
+
+
+def steps_for_run(spec: RunSpec, suite: Suite, dataset: Dataset, device: torch.device) -> int:
+    """Optimizer steps of the run; a flops budget counts one step's FLOPs on a throwaway copy first."""
+    total = total_steps_for(suite, len(dataset.train))
+    if suite.budget.unit == "flops":
+        total = total_steps_for(suite, len(dataset.train), step_flops(spec, suite, dataset, device))
+    return total
+
+
+def run_record(spec: RunSpec, suite: Suite, method: Method, dataset: Dataset, device: torch.device,
+               digest: str, world: int) -> dict:
+    """The run record's fields known before the first step (``_finish`` adds the outcome)."""
+    cls = type(method)
+    return {
+        "suite": suite.name, "method": spec.method, "seed": spec.seed, "backbone": suite.backbone.name,
+        "backbone_cfg": {**asdict(suite.backbone), "in_channels": dataset.channels},
+        "family": cls.family, "paper": cls.paper, "deviation": cls.deviation,
+        "hparams": asdict(spec.hparams), "budget": asdict(suite.budget), "batch_size": suite.train.batch_size,
+        "resolution": suite.resolution, "precision": suite.train.precision,
+        "precision_requested": spec.suite.train.precision, "config_hash": digest,
+        "device": str(device),
+        "device_name": (torch.cuda.get_device_name() if device.type == "cuda"
+                        else platform.processor() or platform.machine()),
+        "threads": torch.get_num_threads(), "workers": world, "torch": torch.__version__,
+        "git_rev": git_revision(),
+        "dataset": dataset.name, "dataset_size": len(dataset.train),
+    }
+
+
+@dataclass
+class LoopState:
+    """Where the loop stands: what a checkpoint saves and a resumed run starts from."""
+
+    step: int = 0
+    seconds: float = 0.0
+    flops_per_step: float | None = None
+
+
+def resume(out: Path, digest: str, method: Method, optimizer, rank: int = 0) -> LoopState:
+    """Load the newest checkpoint of this identity into ``method`` and ``optimizer`` (trimming the
+    metrics log to it), or start afresh (dropping a stale log)."""
+    ckpt = load_checkpoint(out)
+    if ckpt is not None and ckpt.get("config_hash") == digest:
+        method.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if rank == 0:
+            trim_metrics(out / METRICS, ckpt["step"])
+        return LoopState(ckpt["step"], ckpt["seconds"], ckpt["flops_per_step"])
+    if (out / METRICS).exists() and rank == 0:
+        (out / METRICS).unlink()
+    return LoopState()
+
+
+class StepOutput(NamedTuple):
+    result: object  # the method's StepResult
+    flops: float | None  # counted FLOPs of forward + backward (``count_flops``), else None
+    finite: bool  # False: the loss was not finite and no update was made
+
+
+def training_step(method: Method, optimizer, batch: Batch, autocast, at: float, at_next: float, *,
+                  world: int = 1, check_finite: bool = False, count_flops: bool = False) -> StepOutput:
+    """One optimizer step, the engine's and ``perf``'s: zero the gradients, forward (under
+    ``autocast``) and backward, [stop on a non-finite loss], average gradients over ``world``
+    workers, ``before_optimizer_step(at)``, ``optimizer.step()``, ``after_step(at_next)``
+    (``at`` / ``at_next``: the run's progress in [0, 1] before and after this step)."""
+    optimizer.zero_grad(set_to_none=True)
+    if count_flops:
+        flops, result = _count_flops(lambda: forward_backward(method, batch, autocast))
+    else:
+        flops, result = None, forward_backward(method, batch, autocast)
+    if check_finite and not all_finite(result.loss):
+        return StepOutput(result, flops, False)
+    if world > 1:
+        average_gradients(method)
+    method.before_optimizer_step(at)
+    optimizer.step()
+    method.after_step(at_next)
+    return StepOutput(result, flops, True)
+
+
 def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progress_bar: bool = True,
           bar_position: int | None = None) -> dict:
     """Train one (method, seed) run to its budget, resuming if a checkpoint exists.
@@ -248,77 +241,68 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
     spec = replace(spec, suite=method_suite(spec.suite, get_method(spec.method)))
     suite, out = with_precision(spec.suite, device), spec.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    digest = config_hash(pretraining_identity(suite), spec.method, spec.seed, spec.hparams,
-                         code_digest(get_method(spec.method)))
-    record = read_record(out / RUN_JSON, strict=False)
-    if record and record.get("config_hash") == digest and record.get("status") in ("complete", "diverged"):
-        return record
+    digest = run_identity(spec, suite)
+    done = reusable_record(out, digest)
+    if done:
+        return done
     configure_threads(suite.train.threads)
-    bs = suite.train.batch_size
     world, rank = dist_world_size(), dist_rank()
-    total = total_steps_for(suite, len(dataset.train))
-    if suite.budget.unit == "flops":  # the step count follows from one step's FLOPs, counted on a throwaway copy
-        total = total_steps_for(suite, len(dataset.train), step_flops(spec, suite, dataset, device))
+    total = steps_for_run(spec, suite, dataset, device)
     method = build_method(spec, dataset, total).to(device)
-    cls = type(method)
     if world > 1:
-        check_workers(cls, bs, world)
+        check_workers(type(method), suite.train.batch_size, world)
         method = convert_global_bn(method)
-    record = {
-        "suite": suite.name, "method": spec.method, "seed": spec.seed, "backbone": suite.backbone.name,
-        "backbone_cfg": {**asdict(suite.backbone), "in_channels": dataset.channels},
-        "family": cls.family, "paper": cls.paper, "deviation": cls.deviation,
-        "hparams": asdict(spec.hparams), "budget": asdict(suite.budget), "batch_size": bs,
-        "resolution": suite.resolution, "precision": suite.train.precision,
-        "precision_requested": spec.suite.train.precision, "config_hash": digest,
-        "device": str(device),
-        "device_name": (torch.cuda.get_device_name() if device.type == "cuda"
-                        else platform.processor() or platform.machine()),
-        "threads": torch.get_num_threads(), "workers": world, "torch": torch.__version__,
-        "git_rev": git_revision(),
-        "dataset": dataset.name, "dataset_size": len(dataset.train),
-    }
+    record = run_record(spec, suite, method, dataset, device, digest, world)
     views = ViewGenerator(method.views(suite.resolution), dataset.mean, dataset.std, device)
-    if not cls.trains:  # baselines take no step, but ``initialise`` (random's BN statistics)
+    if not type(method).trains:  # baselines take no step, but ``initialise`` (random's BN statistics)
         _initialise(method, dataset.train.images, views, suite, device)
         return _finish(out, method, record, 0, 0.0, 0.0, "complete", device, rank, dataset)
 
-    optimizer = build_optimizer(method.optimizer_cfg(), method.param_groups(), bs)
-    sampler = Sampler(len(dataset.train), bs, spec.seed)
-    step, seconds, flops_per_step = 0, 0.0, None
-    ckpt = load_checkpoint(out)
-    if ckpt is not None and ckpt.get("config_hash") == digest:
-        method.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        step, seconds, flops_per_step = ckpt["step"], ckpt["seconds"], ckpt["flops_per_step"]
-        if rank == 0:
-            _trim_metrics(out / METRICS, step)
-    elif (out / METRICS).exists() and rank == 0:
-        (out / METRICS).unlink()
+    optimizer = build_optimizer(method.optimizer_cfg(), method.param_groups(), suite.train.batch_size)
+    state = resume(out, digest, method, optimizer, rank)
     if world > 1:
         broadcast_state(method)
     _sigterm_as_interrupt()
+    status, diverged_step = _loop(spec, suite, method, optimizer, views, dataset, device, total, state, digest,
+                                  stop_after, progress_bar, bar_position, world, rank)
+    record["diverged_step"] = diverged_step
+    return _finish(out, method, record, state.step, state.seconds, state.flops_per_step or 0.0, status, device,
+                   rank, dataset)
+
+
+def _loop(spec: RunSpec, suite: Suite, method: Method, optimizer, views: ViewGenerator, dataset: Dataset,
+          device: torch.device, total: int, state: LoopState, digest: str, stop_after: int | None,
+          progress_bar: bool, bar_position: int | None, world: int, rank: int) -> tuple[str, int | None]:
+    """Steps from ``state`` to the budget, logging and checkpointing; updates ``state`` in place and
+    returns (status, diverged step)."""
+    out, bs = spec.out_dir, suite.train.batch_size
+    sampler = Sampler(len(dataset.train), bs, spec.seed)
     autocast = autocast_for(device, suite.train.precision)
     method.train()
     images = dataset.train.images.pin_memory() if device.type == "cuda" else dataset.train.images
-    if step == 0:
+    if state.step == 0:
         _initialise(method, images, views, suite, device)
     labels = dataset.train.labels
     log_every, ckpt_every = suite.train.log_every, suite.train.checkpoint_every
     status, diverged_step = "complete", None
     limit_seconds = suite.budget.value if suite.budget.unit == "seconds" else None
-    bar = progress(total=total or None, initial=step, desc=f"{spec.method} seed{spec.seed}", unit="step",
+    bar = progress(total=total or None, initial=state.step, desc=f"{spec.method} seed{spec.seed}", unit="step",
                    disable=not progress_bar or rank != 0, position=bar_position)
-    t_start, t_window, window_start = time.perf_counter() - seconds, time.perf_counter(), step
+    t_start, t_window, window_start = time.perf_counter() - state.seconds, time.perf_counter(), state.step
 
     def progress_at(s: int) -> float:
         if limit_seconds:
             return min(1.0, (time.perf_counter() - t_start) / limit_seconds)
         return min(1.0, s / total)
 
+    def save() -> None:
+        state.seconds = time.perf_counter() - t_start
+        _save(out, method, optimizer, state.step, state.seconds, state.flops_per_step, digest)
+
     try:
         with (out / METRICS).open("a") if rank == 0 else open(os.devnull, "w") as metrics:
             while True:
+                step = state.step
                 if limit_seconds is not None and time.perf_counter() - t_start >= limit_seconds:
                     break
                 if total and step >= total:
@@ -327,23 +311,16 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
                     raise Interrupted(f"stopped after {step} steps")
                 set_lr(optimizer, lr_factor(progress_at(step), suite.train.warmup_fraction))
                 batch = step_batch(sampler, views, images, labels, spec.seed, step, device, world, rank)
-
-                optimizer.zero_grad(set_to_none=True)
-
-                if flops_per_step is None:
-                    flops_per_step, result = _count_flops(lambda b=batch: forward_backward(method, b, autocast))
-                else:
-                    result = forward_backward(method, batch, autocast)
-                if device.type == "cpu" or (step + 1) % log_every == 0:
-                    if not all_finite(result.loss):
-                        status, diverged_step = "diverged", step
-                        break
-                if world > 1:
-                    average_gradients(method)
-                method.before_optimizer_step(progress_at(step))
-                optimizer.step()
-                method.after_step(progress_at(step + 1))
-                step += 1
+                done = training_step(method, optimizer, batch, autocast, progress_at(step), progress_at(step + 1),
+                                     world=world, check_finite=device.type == "cpu" or (step + 1) % log_every == 0,
+                                     count_flops=state.flops_per_step is None)
+                if done.flops is not None:
+                    state.flops_per_step = done.flops
+                if not done.finite:
+                    status, diverged_step = "diverged", step
+                    break
+                result = done.result
+                state.step = step = step + 1
                 bar.update(1)
                 if step % log_every == 0 or step == total:
                     now = time.perf_counter()
@@ -359,21 +336,20 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
                     metrics.flush()
                     bar.set_postfix(loss=f"{line['loss']:.3f}", img_s=f"{rate:.0f}", refresh=False)
                 if step % ckpt_every == 0 and step != total and rank == 0:
-                    _save(out, method, optimizer, step, time.perf_counter() - t_start, flops_per_step, digest)
+                    save()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep the work done so far, then stop
         bar.close()
-        if status == "complete" and step and rank == 0:
-            _save(out, method, optimizer, step, time.perf_counter() - t_start, flops_per_step, digest)
+        if status == "complete" and state.step and rank == 0:
+            save()
         raise
     except BaseException:
         bar.close()
         raise
     bar.close()
-    seconds = time.perf_counter() - t_start
+    state.seconds = time.perf_counter() - t_start
     if status == "complete" and rank == 0:
-        _save(out, method, optimizer, step, seconds, flops_per_step, digest)
-    record["diverged_step"] = diverged_step
-    return _finish(out, method, record, step, seconds, flops_per_step or 0.0, status, device, rank, dataset)
+        _save(out, method, optimizer, state.step, state.seconds, state.flops_per_step, digest)
+    return status, diverged_step
 
 
 def _initialise(method: Method, images: torch.Tensor, views: ViewGenerator, suite: Suite, device) -> None:
@@ -445,5 +421,5 @@ def _finish(out: Path, method: Method, record: dict, steps: int, seconds: float,
                                                  autocast_for(device, record["precision"])))
     if rank == 0:
         atomic_torch_save(method.encoder.state_dict(), out / ENCODER)
-        atomic_write_text(out / RUN_JSON, json.dumps(record, indent=2))
+        write_record(out, record)
     return record

@@ -41,9 +41,10 @@ def _layout(suite: Suite, params: Params) -> tuple[int, int, int]:
 
 def calibrate(suite: Suite, params: Params, dataset: Dataset, pretraining: Dataset) -> dict:
     """Seconds per method (pretrain, evaluate) on this host; a few seconds in all."""
+    from bench.device import pick_device
     from evaluations.features import extract
     from methods.registry import get_method
-    from pipeline.engine import pick_device, total_steps_for
+    from pipeline.engine import total_steps_for
     from pipeline.perf import _training_step, backbone_step
 
     device = pick_device(suite.device)

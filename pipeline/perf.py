@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from bench.config import Suite, with_precision
 from bench.data import Dataset
+from bench.device import peak_memory_mb, pick_device
 from bench.io import atomic_write_text
 from bench.optim import build_optimizer
 from bench.precision import autocast_for
@@ -32,7 +33,7 @@ from evaluations.features import extract
 from evaluations.knn import knn_predict
 from methods.base import Batch
 from methods.registry import resolve_hparams
-from pipeline.engine import RunSpec, build_method, forward_backward, peak_memory_mb, pick_device
+from pipeline.engine import RunSpec, build_method, training_step
 
 
 def _median_rate(fn, items: float, warmup: int, repeats: int, sync) -> float:
@@ -87,12 +88,7 @@ def _training_step(suite: Suite, dataset: Dataset, method: str, overrides: dict 
     gen = torch.Generator(device=device).manual_seed(0)
 
     def train_step():
-        batch = Batch(views(images, gen), idx, labels, gen)
-        optimizer.zero_grad(set_to_none=True)
-        forward_backward(model, batch, autocast)
-        model.before_optimizer_step(0.5)
-        optimizer.step()
-        model.after_step(0.5)
+        training_step(model, optimizer, Batch(views(images, gen), idx, labels, gen), autocast, 0.5, 0.5)
 
     return train_step, model, spec, lambda: views(images, gen), device
 

@@ -43,8 +43,9 @@ def train_on_ray(spec: RunSpec, workers: int, gpus_per_worker: float = 0.0, cpus
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from bench.distributed import ray_init
+    from bench.runs import RUN_JSON, read_record
     from methods.registry import get_method
-    from pipeline.engine import RUN_JSON, check_workers, read_record
+    from pipeline.engine import check_workers
 
     if workers < 2:
         raise SSLBenchError(f"--workers must be at least 2 (got {workers}); without it the run is in-process.")

@@ -17,15 +17,17 @@ from bench import paths
 from bench.backbones import BackboneCfg, backbone_preset, build_backbone
 from bench.config import Params, Suite
 from bench.data import OWN_SPLIT, Dataset, load_cache, load_raw, pretraining_view, save_cache, semi_split
+from bench.device import configure_threads, pick_device
 from bench.errors import SSLBenchError
 from bench.io import atomic_write_text, safe_torch_load
 from bench.precision import autocast_for
+from bench.runs import CHECKPOINT, ENCODER, RUN_JSON, read_record
 from bench.views import ViewGenerator
 from evaluations.features import cached, extract, file_digest
 from evaluations.knn import knn_accuracy
 from evaluations.linear import linear_probe
 from methods.registry import get_method, resolve_hparams
-from pipeline.engine import ENCODER, RUN_JSON, RunSpec, configure_threads, pick_device, read_record, train
+from pipeline.engine import RunSpec, build_method, train
 from pipeline.parallel import job_plan, run_each
 from pipeline.results import leaderboard, make_rows, read_rows, write_leaderboard, write_rows
 
@@ -187,9 +189,6 @@ def own_split_label(suite: Suite) -> str:
 def finetune_start(suite: Suite, run: Path, record: dict, dataset: Dataset) -> tuple[torch.nn.Module, int]:
     """What fine-tuning starts from: the backbone, or the method's ``finetune_encoder()``
     (SimCLR v2: backbone + first projection layer) rebuilt from the final checkpoint."""
-    from methods.registry import get_method
-    from pipeline.engine import CHECKPOINT, build_method
-
     encoder, _ = load_encoder(run)
     if not hasattr(get_method(record["method"]), "finetune_encoder") or not (run / CHECKPOINT).is_file():
         return encoder, encoder.feature_dim

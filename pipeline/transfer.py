@@ -13,8 +13,8 @@ from pathlib import Path
 
 from bench import paths
 from bench.config import Params, Suite
+from bench.device import configure_threads, pick_device
 from bench.errors import SSLBenchError
-from pipeline.engine import configure_threads, pick_device
 from pipeline.parallel import job_plan, run_each
 from pipeline.results import make_rows, write_rows
 from pipeline.stages import dataset_for, load_encoder, run_plan, with_threads

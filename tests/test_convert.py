@@ -83,7 +83,7 @@ def test_vit_state_is_refused():
 def fake_run(directory, cfg: BackboneCfg, status: str = "complete"):
     """A run directory as ``pipeline.engine`` leaves it: ``encoder.pt`` and ``run.json``."""
     from bench.io import atomic_torch_save
-    from pipeline.engine import ENCODER, RUN_JSON
+    from bench.runs import ENCODER, RUN_JSON
 
     directory.mkdir(parents=True)
     encoder = build_backbone(cfg)

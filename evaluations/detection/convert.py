@@ -109,7 +109,7 @@ def stem_shape(mapping: dict[str, np.ndarray], small_stem: bool, stem_stride: in
 def write_detectron2(run_dir: Path, out: Path | None = None) -> Path:
     """Write the backbone of a finished run as a Detectron2 pickle (default ``<run_dir>/detectron2.pkl``)."""
     from bench.io import _atomic_path, safe_torch_load
-    from pipeline.engine import CHECKPOINT, ENCODER, RUN_JSON, read_record
+    from bench.runs import CHECKPOINT, ENCODER, RUN_JSON, read_record
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
