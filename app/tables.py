@@ -1,4 +1,6 @@
-"""Pure table transforms for the pages (no Streamlit calls): labels, mean ± std, published numbers, Pareto front."""
+"""Pure table transforms for the pages (no Streamlit calls): labels, mean ± std, published numbers, Pareto front.
+
+Protocol ids, labels, tooltips and statuses are the code's results schema, ``bench.protocols``."""
 
 from __future__ import annotations
 
@@ -7,25 +9,14 @@ import re
 
 import pandas as pd
 
-PROTOCOL_LABELS = {
-    "knn_k20": "kNN k=20", "knn_k200": "kNN k=200", "linear": "linear", "semi_1pct": "semi 1 %",
-    "semi_10pct": "semi 10 %", "det_box_ap": "box AP", "det_box_ap50": "box AP50", "det_box_ap75": "box AP75",
-    "seg_mask_ap": "mask AP",
-}
-STATUS_MARKERS = {"complete": "✔ complete", "deviation": "⚠ deviation", "diverged": "✘ diverged",
-                  "failed": "✖ failed"}  # plain glyphs: they render without an emoji font
-PROTOCOL_HELP = {
-    "knn_k20": "kNN top-1 (%) on frozen features: k = 20 cosine neighbours, votes weighted exp(s / 0.07)",
-    "knn_k200": "kNN top-1 (%) on frozen features: k = 200 cosine neighbours, votes weighted exp(s / 0.07)",
-    "linear": "Linear-probe top-1 (%) on frozen features (final epoch, never the max)",
-    "semi_1pct": "Top-1 (%) after fine-tuning backbone and head on 1 % of the labels",
-    "semi_10pct": "Top-1 (%) after fine-tuning backbone and head on 10 % of the labels",
-    "det_box_ap": "Box AP (%, COCO AP@[.5:.95]) of a Mask R-CNN fine-tuned on the suite's detection scenes",
-    "det_box_ap50": "Box AP50 (%, IoU 0.5) of the same Mask R-CNN fine-tune",
-    "det_box_ap75": "Box AP75 (%, IoU 0.75) of the same Mask R-CNN fine-tune",
-    "seg_mask_ap": "Mask AP (%, COCO AP@[.5:.95]) of the same Mask R-CNN fine-tune",
-}
-NOT_SSL = ("baseline", "supervised")  # families that are not self-supervised methods
+import data
+
+schema = data.code("bench.protocols")  # the results schema (data puts the code root on sys.path)
+PROTOCOL_LABELS = schema.LABELS
+PROTOCOL_HELP = schema.HELP
+STATUS_MARKERS = {schema.COMPLETE: "✔ complete", schema.DEVIATION: "⚠ deviation", schema.DIVERGED: "✘ diverged",
+                  schema.FAILED: "✖ failed"}  # plain glyphs: they render without an emoji font
+NOT_SSL = schema.NOT_SSL_FAMILIES
 BASELINES = ("random", "pixels")  # rows a self-supervised method should beat
 MARKS = {"best": "★", "tie": "≈", "below_random": "▼", "below_pixels": "▽"}
 PUBLISHED = "published IN-1k linear"
@@ -41,8 +32,8 @@ def marker(status) -> str:
 def shown_status(status, notes) -> str:
     """The status as displayed: a row whose seeds are all complete but one protocol lost a seed is not complete."""
     notes = notes if isinstance(notes, str) else ""
-    if status == "complete" and notes:
-        why = next((w for w in ("diverged", "failed") if w in notes), "missing")
+    if status == schema.COMPLETE and notes:
+        why = next((w for w in (schema.DIVERGED, schema.FAILED) if w in notes), "missing")
         return f"⚠ seed {why}"
     return marker(status)
 
@@ -74,7 +65,7 @@ def cell_marks(board: pd.DataFrame, protocol: str) -> pd.Series:
     if protocol not in board:
         return out
     family = board["family"] if "family" in board else pd.Series("", index=board.index)
-    std = board.get(f"{protocol}_std", pd.Series(math.nan, index=board.index)).fillna(0.0)
+    std = board.get(schema.std_column(protocol), pd.Series(math.nan, index=board.index)).fillna(0.0)
     ssl = ~family.isin(NOT_SSL) & board[protocol].notna()
     for _, group in board[ssl].groupby("backbone"):
         best = group[protocol].idxmax()
@@ -117,8 +108,8 @@ def board_view(board: pd.DataFrame, protocol: str) -> tuple[pd.DataFrame, pd.Dat
     marks = pd.DataFrame(index=board.index)
     for p in protocols_in(board):
         marks[p] = cell_marks(board, p)
-        seeds = board.get(f"{p}_n", board["n_seeds"]).fillna(board["n_seeds"])
-        stds = board.get(f"{p}_std", pd.Series(math.nan, index=board.index))
+        seeds = board.get(schema.n_column(p), board["n_seeds"]).fillna(board["n_seeds"])
+        stds = board.get(schema.std_column(p), pd.Series(math.nan, index=board.index))
         out[PROTOCOL_LABELS[p]] = [compact(m, s, n, t, k) for m, s, n, t, k in
                                    zip(board[p], stds, seeds, board["n_seeds"], marks[p])]
     return out, marks
@@ -138,7 +129,7 @@ def mean_std(mean, std, n_seeds) -> str:
 
 def protocols_in(board: pd.DataFrame) -> list[str]:
     """Protocol ids that have a column in ``board``, in the declared order."""
-    return [p for p in PROTOCOL_LABELS if p in board.columns]
+    return schema.in_columns(board.columns)
 
 
 def suite_dataset(info: dict) -> str:
@@ -198,9 +189,10 @@ def leaderboard_table(board: pd.DataFrame, families: dict[str, str], paper: pd.D
         "seeds": board["n_seeds"],
     })
     for p in protocols_in(board):
-        seeds = board.get(f"{p}_n", board["n_seeds"]).fillna(board["n_seeds"])  # fewer where a seed failed
+        seeds = board.get(schema.n_column(p), board["n_seeds"]).fillna(board["n_seeds"])  # fewer where a seed failed
         out[PROTOCOL_LABELS[p]] = [mean_std(m, s, n) + (f" ({int(n)} of {int(total)} seeds)" if n < total else "")
-                                   for m, s, n, total in zip(board[p], board.get(f"{p}_std", [None] * len(board)),
+                                   for m, s, n, total in zip(board[p], board.get(schema.std_column(p),
+                                                                                 [None] * len(board)),
                                                              seeds, board["n_seeds"])]
     pub = published_linear(paper).set_index("method")
     same_kind = [_backbone_family(b) == _backbone_family(pub["backbone"].get(m, "")) for m, b in
@@ -231,19 +223,19 @@ def per_seed(rows: pd.DataFrame, board: pd.DataFrame) -> pd.DataFrame:
     """
     keys = list(zip(board["method"], board["backbone"].astype(str)))
     rows = rows[[k in set(keys) for k in zip(rows["method"], rows["backbone"].astype(str))]]
-    primary = rows["protocol"].astype(str).str.startswith(("knn", "linear", "semi"))
-    rows = rows[~primary | (rows["metric"] == "top1")]
+    averaged = rows["protocol"].map({p.id: p.metric for p in schema.PROTOCOLS})  # the metric the board averages
+    rows = rows[averaged.isna() | (rows["metric"] == averaged)]
     cols = ["method", "backbone", "seed"]
     if rows.empty:
         return pd.DataFrame(columns=cols)
     wide = rows.groupby([*cols, "protocol"])["value"].first().unstack("protocol")
-    wide = wide[[p for p in PROTOCOL_LABELS if p in wide.columns]].rename(columns=PROTOCOL_LABELS)
+    wide = wide[schema.in_columns(wide.columns)].rename(columns=PROTOCOL_LABELS)
     wide.columns.name = None
 
     def status(group: pd.DataFrame) -> str:
-        bad = group[group["status"].astype(str) != "complete"]
-        return "; ".join(f"{s}: {', '.join(PROTOCOL_LABELS.get(p, p) for p in g['protocol'])}"
-                         for s, g in bad.groupby("status")) or "complete"
+        bad = group[group["status"].astype(str) != schema.COMPLETE]
+        return "; ".join(f"{s}: {', '.join(schema.label(p) for p in g['protocol'])}"
+                         for s, g in bad.groupby("status")) or schema.COMPLETE
 
     grouped = rows.groupby(cols)
     info = pd.DataFrame({"status": grouped.apply(status, include_groups=False)})
@@ -294,3 +286,33 @@ def seed_stats(frame: pd.DataFrame, by: list[str], metric: str) -> pd.DataFrame:
     stats["std"] = stats["std"].fillna(0.0)
     stats["low"], stats["high"] = stats["mean"] - stats["std"], stats["mean"] + stats["std"]
     return stats
+
+
+def describe_crop(crop: dict) -> str:
+    """One view of ``bench.views.Augment`` (as a dict) in a line: size, crop scale, and each random
+    transform with its probability (those at probability 0 left out)."""
+    def num(x) -> str:
+        return f"{x:g}"
+
+    parts = [f"{crop['size']} px", f"crop scale {num(crop['scale'][0])}–{num(crop['scale'][1])}"]
+    if crop.get("flip_p"):
+        parts.append(f"flip {num(crop['flip_p'])}")
+    if crop.get("jitter_p"):
+        strengths = "/".join(num(crop[k]) for k in ("brightness", "contrast", "saturation", "hue"))
+        parts.append(f"colour jitter {num(crop['jitter_p'])} ({strengths})")
+    for key, name in (("grayscale_p", "grey"), ("blur_p", "blur"), ("solarize_p", "solarize")):
+        if crop.get(key):
+            parts.append(f"{name} {num(crop[key])}")
+    return ", ".join(parts)
+
+
+def describe_views(crops: list[dict]) -> str:
+    """A method's views (``Method.views(resolution).crops`` as dicts), equal neighbours grouped:
+    ``"2 × [28 px, crop scale 0.08–1, ...]"``, then ``" + 6 × [...]"`` for multi-crop."""
+    groups: list[list] = []
+    for crop in crops:
+        if groups and groups[-1][1] == crop:
+            groups[-1][0] += 1
+        else:
+            groups.append([1, crop])
+    return " + ".join(f"{n} × [{describe_crop(c)}]" for n, c in groups)

@@ -10,10 +10,8 @@ import sys
 from pathlib import Path
 
 from bench.errors import SSLBenchError
-
-PROTOCOL_LABELS = {"knn_k20": "kNN k=20", "knn_k200": "kNN k=200", "linear": "linear",
-                   "semi_1pct": "semi 1%", "semi_10pct": "semi 10%", "det_box_ap": "box AP",
-                   "seg_mask_ap": "mask AP"}
+from bench.protocols import BY_ID
+from bench.protocols import LABELS as PROTOCOL_LABELS
 
 
 def _context(args):
@@ -276,7 +274,7 @@ def print_leaderboard(board, suite_name: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"sslbench leaderboard — suite '{suite_name}' (top-1 %, mean ± std over seeds)")
+    table = Table(title=f"sslbench leaderboard — suite '{suite_name}' (top-1 % / AP, mean ± std over seeds)")
     protocols = [p for p in PROTOCOL_LABELS if p in board]
     columns = ["rank", "method", "backbone", *[PROTOCOL_LABELS[p] for p in protocols],
                "seeds", "images", "CPU s", "status"]
@@ -284,7 +282,7 @@ def print_leaderboard(board, suite_name: str) -> None:
         table.add_column(col)
     for _, row in board.iterrows():
         cells = [str(row.get("rank", "")), row["method"], row["backbone"]]
-        cells += [_mean_std(row[p], row[p + "_std"]) for p in protocols]
+        cells += [_mean_std(row[p], row[p + "_std"], BY_ID[p].decimals) for p in protocols]
         cells += [str(row["n_seeds"]), f"{row['images_seen']:.0f}", f"{row['seconds']:.0f}", row["status"]]
         table.add_row(*cells)
     console = Console(width=shutil.get_terminal_size((200, 24)).columns)  # the terminal's (COLUMNS), else 200
@@ -294,10 +292,10 @@ def print_leaderboard(board, suite_name: str) -> None:
             console.print(f"note: {row['method']} ({row['backbone']}): {row['notes']}")
 
 
-def _mean_std(mean: float, std: float) -> str:
+def _mean_std(mean: float, std: float, decimals: int = 2) -> str:
     if mean != mean:  # NaN: not measured
         return "—"
-    return f"{mean:.2f} ± {std:.2f}" if std == std else f"{mean:.2f} (1 seed)"
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}" if std == std else f"{mean:.{decimals}f} (1 seed)"
 
 
 def _count(text: str) -> int:

@@ -3,6 +3,7 @@
 A row is one number: (suite, method, backbone, seed, protocol, metric, value) plus
 the run's cost and provenance. The leaderboard has one row per (method, backbone)
 and, per protocol id, ``<protocol>`` (mean), ``<protocol>_std`` and ``n_seeds``.
+Protocol ids, labels, statuses and those column names are ``bench.protocols``.
 Every write is atomic; a failing write leaves the previous table intact.
 """
 
@@ -15,23 +16,24 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import protocols as schema
 from bench.errors import SSLBenchError
 from bench.io import atomic_write_text, file_lock
+from bench.paths import rows_file_stage
 
 ROW_COLUMNS = [
     "suite", "method", "family", "backbone", "seed", "protocol", "metric", "value", "status", "deviation",
     "images_seen", "steps", "seconds", "flops", "peak_mem_mb", "device", "precision", "git_rev", "config_hash",
 ]
-PROTOCOLS = ["knn_k20", "knn_k200", "linear", "semi_1pct", "semi_10pct",
-             "det_box_ap", "det_box_ap50", "det_box_ap75", "seg_mask_ap"]
-STATUS_ORDER = ["complete", "deviation", "diverged", "failed"]
+PROTOCOLS = schema.IDS
+STATUS_ORDER = list(schema.STATUSES)
 COST_COLUMNS = ["images_seen", "steps", "seconds", "flops", "peak_mem_mb"]
 
 
 def make_rows(record: dict, metrics: dict[str, float], metric: str = "top1") -> list[dict]:
     """Rows for one run: ``metrics`` maps protocol id to value (NaN when not measured)."""
     base = {k: record.get(k) for k in ROW_COLUMNS if k in record}
-    status = record.get("status", "complete")
+    status = record.get("status", schema.COMPLETE)
     return [{**base, "protocol": protocol, "metric": metric, "value": value, "status": status,
              "deviation": record.get("deviation", "")} for protocol, value in metrics.items()]
 
@@ -58,7 +60,8 @@ REQUIRED_COLUMNS = ["method", "backbone", "seed", "protocol", "metric", "value",
 
 def _read_table(path: Path) -> pd.DataFrame:
     """One rows file; a truncated, foreign or garbled file gets one sentence naming it."""
-    rerun = f"re-run `sslbench evaluate --method {path.stem}` to rewrite it"
+    method, stage = rows_file_stage(path)
+    rerun = f"re-run `sslbench {stage} --method {method}` to rewrite it"
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
@@ -76,10 +79,10 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 def _worst(statuses) -> str:
     found = [s for s in statuses if isinstance(s, str)]
-    return max(found, key=lambda s: STATUS_ORDER.index(s) if s in STATUS_ORDER else 0) if found else "complete"
+    return max(found, key=lambda s: STATUS_ORDER.index(s) if s in STATUS_ORDER else 0) if found else schema.COMPLETE
 
 
-PRIMARY = ("knn", "linear", "semi")  # the protocols a method's status is read from
+PRIMARY = schema.GROUPS[schema.PRETRAINED]  # the protocols a method's status is read from
 
 
 def leaderboard(rows: pd.DataFrame) -> pd.DataFrame:
@@ -97,23 +100,22 @@ def leaderboard(rows: pd.DataFrame) -> pd.DataFrame:
         n_seeds = group["seed"].nunique()
         entry = {"method": method, "family": families.iloc[0] if len(families) else "",
                  "backbone": backbone, "n_seeds": n_seeds}
-        primary = group[group["protocol"].astype(str).str.startswith(PRIMARY)]
+        primary = group[group["protocol"].isin(PRIMARY)]
         status = _worst((primary if len(primary) else group)["status"])
         deviation = next((d for d in group["deviation"] if isinstance(d, str) and d), "")
-        entry["status"] = "deviation" if status == "complete" and deviation else status
+        entry["status"] = schema.DEVIATION if status == schema.COMPLETE and deviation else status
         entry["deviation"] = deviation
         notes = {}
         for protocol in PROTOCOLS:
-            chosen = group.loc[(group["protocol"] == protocol) & (group["metric"] == "top1")
-                               if protocol.startswith(PRIMARY) else (group["protocol"] == protocol)]
+            chosen = group.loc[(group["protocol"] == protocol) & (group["metric"] == schema.BY_ID[protocol].metric)]
             values = chosen["value"].dropna()
             if len(values):
                 entry[protocol] = round(values.mean(), 2)
-                entry[f"{protocol}_std"] = round(values.std(ddof=1), 2) if len(values) > 1 else math.nan
+                entry[schema.std_column(protocol)] = round(values.std(ddof=1), 2) if len(values) > 1 else math.nan
             missing = chosen[chosen["value"].isna()]
             if len(chosen) and len(missing):
-                entry[f"{protocol}_n"] = len(values)
-                why = ", ".join(f"seed {int(r.seed)} {r.status if r.status != 'complete' else 'no value'}"
+                entry[schema.n_column(protocol)] = len(values)
+                why = ", ".join(f"seed {int(r.seed)} {r.status if r.status != schema.COMPLETE else 'no value'}"
                                 for r in missing.itertuples())
                 notes.setdefault(why, []).append(protocol)
         entry["notes"] = "; ".join(f"{', '.join(ps)}: {why}" for why, ps in notes.items())
@@ -143,7 +145,7 @@ def mixed_precision(board: pd.DataFrame) -> str:
             "(the 'precision' column says which).")
 
 
-NOT_SSL = ("baseline", "supervised")  # families that are not self-supervised methods
+NOT_SSL = schema.NOT_SSL_FAMILIES
 
 
 def above_baseline(board: pd.DataFrame, baseline: str = "random", protocols: list[str] | None = None,
@@ -177,15 +179,14 @@ def above_baseline(board: pd.DataFrame, baseline: str = "random", protocols: lis
 
 
 def _std(row: pd.Series, protocol: str) -> float:
-    value = row.get(f"{protocol}_std", math.nan)
+    value = row.get(schema.std_column(protocol), math.nan)
     return math.nan if _isnan(value) else float(value)
 
 
 # ``dvc metrics show`` reads results/<suite>/metrics/<method>.json: one row per method, a short key per
 # protocol (mean) and ``<key>-sd`` (std over seeds) side by side, and ``ok`` (1: a clean row, every seed on every
-# protocol). Box AP50 / AP75 stay in leaderboard.csv only, so the table fits 200 columns.
-METRIC_KEYS = {"knn_k20": "knn20", "knn_k200": "knn200", "linear": "linear", "semi_1pct": "semi1",
-               "semi_10pct": "semi10", "det_box_ap": "box", "seg_mask_ap": "mask"}
+# protocol). The keys are ``bench.protocols``' ``metric_key``s; box AP50 / AP75 have none (see there why).
+METRIC_KEYS = schema.METRIC_KEYS
 
 
 def metrics_of(row: pd.Series) -> dict[str, float]:
@@ -194,10 +195,10 @@ def metrics_of(row: pd.Series) -> dict[str, float]:
     for protocol, key in METRIC_KEYS.items():
         if protocol in row and not _isnan(row[protocol]):
             out[key] = float(row[protocol])
-            std = row.get(f"{protocol}_std", math.nan)
+            std = row.get(schema.std_column(protocol), math.nan)
             out[f"{key}-sd"] = None if _isnan(std) else float(std)
     notes = row.get("notes")
-    out["ok"] = int(row.get("status") == "complete" and not (isinstance(notes, str) and notes))
+    out["ok"] = int(row.get("status") == schema.COMPLETE and not (isinstance(notes, str) and notes))
     return out
 
 
@@ -238,7 +239,7 @@ def bar_chart_svg(board: pd.DataFrame, protocol: str) -> str:
     rows = board[board[protocol].notna()].sort_values(protocol, ascending=False)
     names = [r["method"] if (board["method"] == r["method"]).sum() == 1 else f"{r['method']}@{r['backbone']}"
              for _, r in rows.iterrows()]
-    stds = [0.0 if _isnan(v) else float(v) for v in rows.get(f"{protocol}_std", [math.nan] * len(rows))]
+    stds = [0.0 if _isnan(v) else float(v) for v in rows.get(schema.std_column(protocol), [math.nan] * len(rows))]
     top = max([m + s for m, s in zip(rows[protocol], stds)] + [1.0])
     label_w, bar_w, row_h, head = 130, 520, 20, 40
     width, height = label_w + bar_w + 110, head + row_h * len(rows) + 30

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from bench import paths
+from bench import paths, protocols
 from bench.config import Params, Suite
 from bench.device import configure_threads, pick_device
 from bench.errors import SSLBenchError
@@ -19,7 +19,7 @@ from pipeline.parallel import job_plan, run_each
 from pipeline.results import make_rows, write_rows
 from pipeline.stages import dataset_for, load_encoder, run_plan, with_threads
 
-TRANSFER_PROTOCOLS = ["det_box_ap", "det_box_ap50", "det_box_ap75", "seg_mask_ap"]
+TRANSFER_PROTOCOLS = protocols.TRANSFER_IDS  # box AP, AP50, AP75 and mask AP (bench/protocols.py)
 
 
 def scenes_dir(suite: Suite) -> Path:
