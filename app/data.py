@@ -156,15 +156,10 @@ def suite_info(suite: str) -> dict:
 
 
 def runs() -> pd.DataFrame:
-    """One row per run directory runs/<suite>/<method>/seed<N>/ (hidden folders skipped)."""
-    found = []
-    base = runs_dir()
-    for seed_dir in sorted(base.glob("*/*/seed*")) if base.is_dir() else []:
-        suite, method = seed_dir.parent.parent.name, seed_dir.parent.name
-        if suite.startswith(".") or not seed_dir.name[4:].isdigit():
-            continue
-        found.append({"suite": suite, "method": method, "seed": int(seed_dir.name[4:]), "path": seed_dir})
-    return pd.DataFrame(found, columns=["suite", "method", "seed", "path"])
+    """One row per run directory runs/<suite>/<method>[/<backbone>]/seed<N>/, the layout ``bench.paths`` writes
+    (``backbone`` is None for the suite's own backbone; hidden folders skipped)."""
+    found = code("bench.paths").find_runs(runs_dir())
+    return pd.DataFrame(found, columns=["suite", "method", "backbone", "seed", "path"])
 
 
 def run_record(run: Path) -> dict | None:

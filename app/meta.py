@@ -101,10 +101,25 @@ def params_overrides(path) -> dict[str, dict]:
     return {k: v or {} for k, v in (methods or {}).items() if isinstance(v, dict) or v is None}
 
 
-def hparams_ran(defaults: dict, overrides: dict) -> list[dict]:
-    """One row per hyper-parameter: the code's default, the params.yaml override, and the value that ran."""
+def params_suite(path) -> str | None:
+    """The suite params.yaml runs (``suite:``), or None when the file is absent or unreadable."""
+    try:
+        import yaml
+
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except (OSError, ValueError):
+        return None
+    suite = loaded.get("suite") if isinstance(loaded, dict) else None
+    return suite if isinstance(suite, str) else None
+
+
+def hparams_ran(defaults: dict, overrides: dict, resolved: dict | None = None) -> list[dict]:
+    """One row per hyper-parameter: the code's default, the params.yaml override, and the value that ran
+    (``resolved``: the pipeline's own resolution, which also applies the suite's optimizer; without it the
+    override, else the default)."""
     flat, given = flat_hparams(defaults), flat_hparams(overrides)
-    rows = [{"hyper-parameter": k, "default": v, "params.yaml": given.get(k, ""), "ran": given.get(k, v)}
+    ran = flat_hparams(resolved) if resolved is not None else {}
+    rows = [{"hyper-parameter": k, "default": v, "params.yaml": given.get(k, ""), "ran": ran.get(k, given.get(k, v))}
             for k, v in flat.items()]
     rows += [{"hyper-parameter": k, "default": "", "params.yaml": v, "ran": v} for k, v in given.items()
              if k not in flat]  # run options such as backbones
@@ -152,3 +167,47 @@ def effective_value(method: str, parameter: str, value, info: dict):
     if rule is None or pd.isna(number) or not info:
         return None
     return rule(float(number), run_context(info))
+
+
+def _dataset_shape(suite) -> tuple[int, int, int]:
+    """(channels, classes, pretraining images) of a suite's dataset: from its prepared cache
+    (data/<suite>/dataset.json) when present, else Fashion-MNIST's or a 3-channel guess. They only size a
+    method's modules (a memory bank, CMC's second encoder); no view depends on them."""
+    info = data.read_json(data.root() / "data" / suite.name / "dataset.json") or {}
+    channels = (info.get("shape") or [1 if suite.dataset.name == "fashion_mnist" else 3])[0]
+    train = int(info.get("train") or 60000)
+    subset = suite.dataset.pretrain_subset
+    return int(channels), int(info.get("num_classes") or 10), min(subset, train) if subset else train
+
+
+@st.cache_data(show_spinner="Building each method as the pipeline does ...")
+def method_run(name: str, suite_name: str, overrides: dict) -> dict:
+    """What the pipeline runs for method ``name`` on ``suite_name`` with params.yaml's ``overrides``:
+    ``hparams`` (resolved by ``methods.registry.resolve_hparams``: paper defaults, the suite's optimizer, the
+    overrides) and ``views`` (the crops its ``views(resolution)`` returns on the suite's backbone, as dicts;
+    None for a method that never trains)."""
+    from dataclasses import asdict, replace
+
+    import torch
+    from bench.backbones import build_backbone
+    from bench.config import load_suite
+    from methods.base import Context
+    from methods.registry import get_method, resolve_hparams
+
+    suite = load_suite(suite_name)
+    cls = get_method(name)
+    hp = resolve_hparams(name, {k: v for k, v in overrides.items() if k != "backbones"},
+                         suite.optimizer.as_override())
+    out = {"hparams": asdict(hp), "views": None, "resolution": suite.resolution,
+           "backbone": suite.backbone.name}
+    if not cls.trains:
+        return out
+    channels, classes, size = _dataset_shape(suite)
+    batch, budget = suite.train.batch_size, suite.budget
+    steps = {"images_seen": budget.value / batch, "epochs": budget.value * size / batch}.get(budget.unit, 0)
+    ctx = Context(size, classes, batch, max(1, int(steps)), suite.resolution, channels, suite.train.ema_horizon_cap)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        method = cls(build_backbone(replace(suite.backbone, in_channels=channels)), hp, ctx)
+    out["views"] = [asdict(crop) for crop in method.views(suite.resolution).crops]
+    return out

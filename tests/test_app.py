@@ -370,6 +370,20 @@ def test_runs_page_overlays_runs_and_diffs_their_configuration(smoke_root, use_r
     assert not at.exception and "never trained" in texts(at, "info")
 
 
+def test_runs_page_finds_runs_of_a_non_default_backbone(smoke_root, variant, use_root):
+    """runs/<suite>/<method>/<backbone>/seed<s> (bench.paths.run_dir for a `backbones:` entry) was missed."""
+    from bench.paths import run_dir
+
+    directory, _ = smoke_root
+    shutil.copytree(directory / "runs" / "smoke" / "simclr" / "seed0",
+                    run_dir("smoke", "simclr", 0, variant / "runs", "vit_tiny"))
+    use_root(variant)
+    at = run(PAGES["3_Runs"])
+    picker = at.multiselect(key="runs")
+    assert picker.options == ["simclr (vit_tiny) · seed 0"] and picker.value == ["simclr (vit_tiny) · seed 0"]
+    assert "runs/smoke/simclr/vit_tiny/seed0/run.json" in set(at.dataframe[-1].value["file"])
+
+
 def test_runs_page_says_when_runs_are_absent(variant, use_root):
     use_root(variant)
     at = run(PAGES["3_Runs"])
@@ -441,6 +455,30 @@ def test_methods_page_searches_renders_docstrings_and_shows_what_ran(smoke_root,
     names = [h.value for h in at.subheader]
     assert "mocov2" in names and "simclr" not in names
     assert f"{len(names)} of {len(method_names())} registered methods" in texts(at, "markdown")
+
+
+def test_methods_page_shows_the_views_each_method_builds_and_the_suite_s_optimizer(smoke_root, use_root):
+    """The card showed ``view_recipe`` ("simclr" for CMC and CPC v2, which override ``views()``) and the code's
+    optimizer where the suite's ran."""
+    import yaml
+
+    from bench.config import load_suite
+    from methods.registry import get_method, method_names
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    suite = load_suite(params["suite"])
+    use_root(smoke_root[0])
+    at = run(PAGES["5_Methods"])
+    trained = [name for name in method_names() if get_method(name).trains]
+    views = dict(zip(trained, [str(m.value) for m in at.markdown if str(m.value).startswith("**Views**")], strict=True))
+    px = f"{suite.resolution} px"
+    for name in ("cmc", "cpc_v2"):  # one crop, no colour jitter (CMC splits L / ab itself; CPC augments patches)
+        assert views[name].endswith(f": `1 × [{px}, crop scale 0.2–1, flip 0.5]`"), views[name]
+    assert "+ 6 × [" in views["swav"] and "+ 8 × [" in views["dino"]  # multi-crop, as the suite scales it
+    assert f"`views({suite.resolution})` on suite `{suite.name}`" in views["simclr"]
+    table = at.dataframe[method_names().index("mocov2")].value.set_index("hyper-parameter")
+    assert table.loc["optimizer.lr", "default"] == "0.03"
+    assert table.loc["optimizer.lr", "ran"] == str(suite.optimizer.lr)  # the suite's optimizer, as run_plan runs
 
 
 def test_cost_vs_accuracy_draws_one_readable_chart_with_the_ssl_pareto_front(smoke_root, use_root):

@@ -26,7 +26,8 @@ if runs.empty:
                     "(`make run`, `dvc repro` or `sslbench pretrain`).")
     st.stop()
 
-runs = runs.assign(label=runs["method"] + " · seed " + runs["seed"].astype(str))
+variant = runs["backbone"].map(lambda b: f" ({b})" if isinstance(b, str) else "")  # a non-default backbone
+runs = runs.assign(label=runs["method"] + variant + " · seed " + runs["seed"].astype(str))
 left, right = st.columns([1, 3])
 with left:
     suite = widgets.pick("Suite", sorted(runs["suite"].unique()), default="tiny")
