@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
@@ -208,20 +209,22 @@ class Params:
     transfer: list[str] = field(default_factory=list, metadata={"doc": "methods whose runs dvc repro transfers"})
 
 
-def load_params(path: Path = Path("params.yaml")) -> Params:
+def load_params(path: Path = Path("params.yaml"), method_names: Iterable[str] | None = None) -> Params:
     """The params file; an absent file named ``params.yaml`` (the default; a project without one) means the
-    defaults, any other absent file is an error naming it (a mistyped ``--params`` must not run the defaults)."""
+    defaults, any other absent file is an error naming it (a mistyped ``--params`` must not run the defaults).
+
+    ``method_names``: the registered methods its ``methods:`` keys must be among (the core knows no
+    methods; ``pipeline.plan.load_params`` passes the registry's names)."""
     if not Path(path).is_file():
         if Path(path).name != "params.yaml":
             raise SSLBenchError(f"params file '{path}' does not exist.")
         return Params()
     data = _read_yaml(path, "params file")
     params = build(Params, data, f"params file '{path}'")
-    from methods.registry import method_names
-
+    known = None if method_names is None else list(method_names)
     for method, overrides in params.methods.items():
-        if method not in method_names():
-            raise SSLBenchError(f"unknown method '{method}' in '{path}'; valid choices are: {choices(method_names())}.")
+        if known is not None and method not in known:
+            raise SSLBenchError(f"unknown method '{method}' in '{path}'; valid choices are: {choices(known)}.")
         if not isinstance(overrides, dict):
             raise SSLBenchError(f"methods.{method} in '{path}' must be a mapping of overrides (use {{}} for none).")
     for method in params.transfer:

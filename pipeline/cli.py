@@ -15,7 +15,8 @@ from bench.protocols import LABELS as PROTOCOL_LABELS
 
 
 def _context(args):
-    from bench.config import load_params, load_suite
+    from bench.config import load_suite
+    from pipeline.plan import load_params
 
     params = load_params(Path(args.params))
     suite = load_suite(args.suite or params.suite)
@@ -53,7 +54,7 @@ def _print_estimate(suite, params) -> None:
     """Calibrate this host (a few seconds) and print the pipeline's expected wall time."""
     from bench.data import pretraining_view
     from pipeline.estimate import summary, write_estimate
-    from pipeline.stages import dataset_for
+    from pipeline.plan import dataset_for
 
     dataset = dataset_for(suite)
     estimate = write_estimate(suite, params, dataset, pretraining_view(dataset, suite.dataset.pretrain_subset))
@@ -63,11 +64,11 @@ def _print_estimate(suite, params) -> None:
 def _announce(suite, params, method: str, stage: str) -> None:
     """One line before a method's stage: which method of how many, time for it and left in all."""
     from pipeline.estimate import progress_line
-    from pipeline.stages import run_plan
+    from pipeline.plan import run_plan
 
     if method not in params.methods:
         return
-    list(run_plan(suite, params, method))  # bad overrides are refused before anything is printed
+    run_plan(suite, params, method)  # bad overrides are refused before anything is printed
     line = progress_line(suite, params, method, stage)
     if line:
         print(line, flush=True)
@@ -165,7 +166,7 @@ def cmd_perf(args) -> None:
     from bench.config import with_precision
     from bench.device import pick_device
     from pipeline.perf import run_perf
-    from pipeline.stages import dataset_for
+    from pipeline.plan import dataset_for
 
     suite, params = _context(args)
     if args.device:
@@ -202,7 +203,8 @@ def cmd_perf(args) -> None:
 
 
 def _requested_precision(args) -> str:
-    from bench.config import load_params, load_suite
+    from bench.config import load_suite
+    from pipeline.plan import load_params
 
     return load_suite(args.suite or load_params(Path(args.params)).suite).train.precision
 

@@ -3,6 +3,10 @@
 It owns the budget (counted in source images seen by default), the optimizer and
 schedule, mixed precision, checkpoints and resume, divergence detection, cost
 accounting (steps, images, seconds, FLOPs, peak memory) and ``metrics.jsonl``.
+``train`` reads as its parts: ``run_identity`` / ``reusable_record`` (is a finished run
+reused?), ``resume`` (the checkpointed ``LoopState``), ``_loop`` (the steps) and
+``training_step`` (one optimizer step, shared with ``perf``). The run-directory format
+is bench/runs.py's; device and thread set-up bench/device.py's.
 """
 
 from __future__ import annotations
@@ -203,14 +207,14 @@ def resume(out: Path, digest: str, method: Method, optimizer, rank: int = 0) -> 
     return LoopState()
 
 
-class StepOutput(NamedTuple):
+class StepOutcome(NamedTuple):
     result: object  # the method's StepResult
     flops: float | None  # counted FLOPs of forward + backward (``count_flops``), else None
     finite: bool  # False: the loss was not finite and no update was made
 
 
 def training_step(method: Method, optimizer, batch: Batch, autocast, at: float, at_next: float, *,
-                  world: int = 1, check_finite: bool = False, count_flops: bool = False) -> StepOutput:
+                  world: int = 1, check_finite: bool = False, count_flops: bool = False) -> StepOutcome:
     """One optimizer step, the engine's and ``perf``'s: zero the gradients, forward (under
     ``autocast``) and backward, [stop on a non-finite loss], average gradients over ``world``
     workers, ``before_optimizer_step(at)``, ``optimizer.step()``, ``after_step(at_next)``
@@ -221,13 +225,13 @@ def training_step(method: Method, optimizer, batch: Batch, autocast, at: float, 
     else:
         flops, result = None, forward_backward(method, batch, autocast)
     if check_finite and not all_finite(result.loss):
-        return StepOutput(result, flops, False)
+        return StepOutcome(result, flops, False)
     if world > 1:
         average_gradients(method)
     method.before_optimizer_step(at)
     optimizer.step()
     method.after_step(at_next)
-    return StepOutput(result, flops, True)
+    return StepOutcome(result, flops, True)
 
 
 def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progress_bar: bool = True,

@@ -32,7 +32,7 @@ STAGE_OVERHEAD_S = 3.5  # process start, imports, data loading and DVC, per stag
 def _layout(suite: Suite, params: Params) -> tuple[int, int, int]:
     """(seeds, processes side by side, torch threads each) as ``pretrain`` will run them."""
     from pipeline.parallel import job_plan
-    from pipeline.stages import seeds_for
+    from pipeline.plan import seeds_for
 
     seeds = len(seeds_for(suite, params))
     jobs, threads = job_plan(0, seeds, suite.device)
@@ -154,7 +154,7 @@ def _done(suite: Suite, method: str, stage: str, seeds: list[int]) -> bool:
 
 def progress_line(suite: Suite, params: Params, method: str, stage: str) -> str | None:
     """Where the pipeline is, for the line a stage prints before it starts (None without an estimate)."""
-    from pipeline.stages import seeds_for
+    from pipeline.plan import seeds_for
 
     estimate = read_estimate(suite)
     methods = list(params.methods)

@@ -34,6 +34,7 @@ from evaluations.knn import knn_predict
 from methods.base import Batch
 from methods.registry import resolve_hparams
 from pipeline.engine import RunSpec, build_method, training_step
+from pipeline.plan import method_hparams
 
 
 def _median_rate(fn, items: float, warmup: int, repeats: int, sync) -> float:
@@ -74,8 +75,7 @@ def _training_step(suite: Suite, dataset: Dataset, method: str, overrides: dict 
     optimizer, EMA/queue updates) with the hyper-parameters the board runs, plus what the rates need."""
     device = pick_device(suite.device)
     bs = suite.train.batch_size
-    overrides = {k: v for k, v in (overrides or {}).items() if k != "backbones"}
-    hp = resolve_hparams(method, overrides, suite.optimizer.as_override())
+    hp = method_hparams(suite, method, overrides)  # as pipeline/plan.py resolves them for the board's runs
     model = build_method(RunSpec(suite, method, 0, hp, Path("."), suite.device), dataset, 1000).to(device)
     model.train()
     spec = model.views(suite.resolution)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.errors import SSLBenchError
 from pipeline.engine import RunSpec
-from pipeline.stages import with_threads
+from pipeline.plan import with_threads
 
 
 def _worker_loop(config: dict) -> None:
@@ -26,7 +26,7 @@ def _worker_loop(config: dict) -> None:
 
     from bench.data import pretraining_view
     from pipeline.engine import train
-    from pipeline.stages import dataset_for
+    from pipeline.plan import dataset_for
 
     os.chdir(config["root"])  # data/ and relative paths resolve as in the driver
     spec: RunSpec = config["spec"]

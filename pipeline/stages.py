@@ -8,16 +8,17 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from bench import paths
-from bench.backbones import BackboneCfg, backbone_preset, build_backbone
+from bench.backbones import BackboneCfg, build_backbone
 from bench.config import Params, Suite
-from bench.data import OWN_SPLIT, Dataset, load_cache, load_raw, pretraining_view, save_cache, semi_split
-from bench.device import configure_threads, pick_device
+from bench.data import OWN_SPLIT, Dataset, load_raw, pretraining_view, save_cache, semi_split
+from bench.device import pick_device
 from bench.errors import SSLBenchError
 from bench.io import atomic_write_text, safe_torch_load
 from bench.precision import autocast_for
@@ -28,7 +29,7 @@ from evaluations.knn import knn_accuracy
 from evaluations.linear import linear_probe
 from methods.registry import get_method, resolve_hparams
 from pipeline.engine import RunSpec, build_method, train
-from pipeline.parallel import job_plan, run_each
+from pipeline.plan import Run, dataset_for, for_each_run, run_plan
 from pipeline.results import leaderboard, make_rows, read_rows, write_leaderboard, write_rows
 
 SEMI_FRACTIONS = {"semi_1pct": 0.01, "semi_10pct": 0.10}
@@ -53,35 +54,6 @@ def prepare(suite: Suite) -> Path:
     return out
 
 
-def dataset_for(suite: Suite) -> Dataset:
-    directory = paths.prepared_dir(suite.name)
-    return load_cache(directory) if (directory / "dataset.json").is_file() else load_raw(suite.dataset)
-
-
-def seeds_for(suite: Suite, params: Params) -> list[int]:
-    return list(params.seeds) if params.seeds else list(suite.seeds)
-
-
-def run_plan(suite: Suite, params: Params, method: str, runs: Path | None = None):
-    """Every (suite-with-backbone, hyper-parameters, seed, run directory) that ``method`` runs.
-
-    A method's params entry may list ``backbones`` (e.g. ``[resnet18, vit_tiny]``);
-    the suite's own backbone is the default and keeps the short run path.
-    """
-    overrides = dict(params.methods.get(method) or {})
-    backbones = overrides.pop("backbones", None) or [suite.backbone.name]
-    if not isinstance(backbones, list) or not all(isinstance(b, str) for b in backbones):
-        raise SSLBenchError(f"methods.{method}.backbones must be a list of backbone names, got {backbones!r}.")
-    if getattr(get_method(method), "backbone_name", None) and backbones != [suite.backbone.name]:
-        raise SSLBenchError(f"methods.{method}.backbones: not applicable, '{method}' has no backbone to vary.")
-    hp = resolve_hparams(method, overrides, suite.optimizer.as_override())
-    for name in backbones:
-        variant = None if name == suite.backbone.name else name
-        sub = replace(suite, backbone=backbone_preset(name, suite.backbone)) if variant else suite
-        for seed in seeds_for(suite, params):
-            yield sub, hp, seed, paths.run_dir(suite.name, method, seed, runs, variant)
-
-
 def pretrain(suite: Suite, params: Params, method: str, runs: Path | None = None,
              progress_bar: bool = True, jobs: int = 0, workers: int = 0, gpus_per_worker: float = 0.0) -> list[dict]:
     """Train ``method`` for every backbone and seed; diverged runs are recorded, not raised.
@@ -89,31 +61,27 @@ def pretrain(suite: Suite, params: Params, method: str, runs: Path | None = None
     Runs go side by side in ``jobs`` processes (0 = one per CPU core; see pipeline/parallel.py),
     or, with ``workers``, each run in turn as a Ray Train job of that many workers.
     """
-    plan = list(run_plan(suite, params, method, runs))  # refuses bad overrides before loading data
+    plan = run_plan(suite, params, method, runs)  # refuses bad overrides before loading data
     if workers:
         from pipeline.ray_train import train_on_ray
 
-        records = [train_on_ray(RunSpec(sub, method, seed, hp, out, sub.device), workers, gpus_per_worker)
-                   for sub, hp, seed, out in plan]
+        records = [train_on_ray(run_spec(run), workers, gpus_per_worker) for run in plan]
     else:
-        jobs, threads = job_plan(jobs, len(plan), suite.device)
-        work = [(RunSpec(with_threads(sub, threads), method, seed, hp, out, sub.device), progress_bar, i)
-                for i, (sub, hp, seed, out) in enumerate(plan)]
-        records = run_each(_pretrain_one, work, jobs, threads)
+        records = for_each_run(plan, partial(_pretrain_one, progress_bar=progress_bar), jobs)
     for record in records:
         tqdm.write(f"{method} ({record['backbone']}) seed {record['seed']}: {record['status']}, "
                    f"{record['steps']} steps, {record['images_seen']} images, {record['seconds']:.0f} s")
     return records
 
 
-def with_threads(suite: Suite, threads: int) -> Suite:
-    return replace(suite, train=replace(suite.train, threads=threads)) if threads else suite
+def run_spec(run: Run) -> RunSpec:
+    """The engine's view of a planned run."""
+    return RunSpec(run.suite, run.method, run.seed, run.hparams, run.out_dir, run.suite.device)
 
 
-def _pretrain_one(work) -> dict:
-    spec, progress_bar, position = work
-    dataset = pretraining_view(dataset_for(spec.suite), spec.suite.dataset.pretrain_subset)
-    return train(spec, dataset, progress_bar=progress_bar, bar_position=position)
+def _pretrain_one(run: Run, progress_bar: bool = True) -> dict:
+    dataset = pretraining_view(dataset_for(run.suite), run.suite.dataset.pretrain_subset)
+    return train(run_spec(run), dataset, progress_bar=progress_bar, bar_position=run.position)
 
 
 def load_encoder(run: Path) -> tuple[torch.nn.Module, dict]:
@@ -127,7 +95,8 @@ def load_encoder(run: Path) -> tuple[torch.nn.Module, dict]:
 
 
 def evaluate_run(suite: Suite, run: Path, dataset: Dataset) -> list[dict]:
-    """kNN (k = 20, 200) and linear probe of one run's backbone; NaN rows if it diverged."""
+    """The suite's protocols on one run's backbone: kNN (each ``eval.knn.k``), linear probe and
+    semi-supervised fine-tuning, as ``eval.protocols`` lists them; NaN rows if it diverged."""
     encoder, record = load_encoder(run)
     wanted = []
     if "knn" in suite.eval.protocols:
@@ -194,7 +163,7 @@ def finetune_start(suite: Suite, run: Path, record: dict, dataset: Dataset) -> t
         return encoder, encoder.feature_dim
     sub = replace(suite, backbone=BackboneCfg(**{k: v for k, v in record["backbone_cfg"].items()
                                                  if k != "in_channels"}))
-    hp = resolve_hparams(record["method"], record["hparams"])
+    hp = resolve_hparams(record["method"], record["hparams"])  # the run's own, as recorded
     pretraining = pretraining_view(dataset, suite.dataset.pretrain_subset)  # the sizes of banks and queues
     method = build_method(RunSpec(sub, record["method"], record["seed"], hp, run, suite.device), pretraining, 1)
     method.load_state_dict(safe_torch_load(run / CHECKPOINT)["model"])
@@ -209,7 +178,7 @@ def semi_supervised(suite: Suite, run: Path, record: dict, dataset: Dataset, dev
 
     start, dim = finetune_start(suite, run, record, dataset)
     cfg = suite.eval.semi
-    autocast = autocast_for(device, precision) if precision == "bf16" else None
+    autocast = autocast_for(device, precision)
     out = {}
     for name in SEMI_FRACTIONS:
         split = paths.prepared_dir(suite.name) / "splits" / f"{name}.txt"
@@ -226,18 +195,14 @@ def semi_supervised(suite: Suite, run: Path, record: dict, dataset: Dataset, dev
 
 def evaluate(suite: Suite, params: Params, method: str, runs: Path | None = None, jobs: int = 0) -> list[dict]:
     """Every protocol for every run of ``method`` (runs side by side as in ``pretrain``)."""
-    plan = list(run_plan(suite, params, method, runs))
-    jobs, threads = job_plan(jobs, len(plan), suite.device)
-    configure_threads(threads)
-    work = [(with_threads(sub, threads), out) for sub, _, _, out in plan]
-    rows = [row for run_rows in run_each(_evaluate_one, work, jobs, threads) for row in run_rows]
+    plan = run_plan(suite, params, method, runs)
+    rows = [row for run_rows in for_each_run(plan, _evaluate_one, jobs) for row in run_rows]
     write_rows(paths.rows_path(suite.name, method), rows)
     return rows
 
 
-def _evaluate_one(work) -> list[dict]:
-    suite, out = work
-    return evaluate_run(suite, out, dataset_for(suite))
+def _evaluate_one(run: Run) -> list[dict]:
+    return evaluate_run(run.suite, run.out_dir, dataset_for(run.suite))
 
 
 def build_leaderboard(suite: Suite, methods: list[str]):

@@ -130,11 +130,12 @@ def apply_suite_param(suite, param: str, value):
 
 def run_trial(spec: SweepSpec, root: Path, value, seed: int, method: str = "") -> dict:
     """Pretrain + evaluate one (method, value, seed); reuse a finished trial's ``row.json``."""
-    from bench.config import load_params, load_suite
+    from bench.config import load_suite
     from bench.data import pretraining_view
     from methods.registry import resolve_hparams
     from pipeline.engine import RunSpec, train
-    from pipeline.stages import dataset_for, evaluate_run
+    from pipeline.plan import dataset_for, load_params, split_overrides
+    from pipeline.stages import evaluate_run
 
     method = method or spec.method
     out = run_path(spec, root, value, seed, method)
@@ -145,8 +146,7 @@ def run_trial(spec: SweepSpec, root: Path, value, seed: int, method: str = "") -
     suite = load_suite(spec.suite)
     suite = replace(suite, train=replace(suite.train, threads=spec.cpus),  # trials share the cores
                     eval=replace(suite.eval, protocols=["knn", "linear"]))  # a trial = pretrain + kNN + linear
-    base = dict(load_params(root / "params.yaml").methods.get(method) or {})
-    base.pop("backbones", None)
+    base, _ = split_overrides(method, load_params(root / "params.yaml").methods.get(method))
     if spec.param in SUITE_PARAMS:
         suite = apply_suite_param(suite, spec.param, value)
     else:

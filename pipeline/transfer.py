@@ -13,11 +13,11 @@ from pathlib import Path
 
 from bench import paths, protocols
 from bench.config import Params, Suite
-from bench.device import configure_threads, pick_device
+from bench.device import pick_device
 from bench.errors import SSLBenchError
-from pipeline.parallel import job_plan, run_each
+from pipeline.plan import Run, dataset_for, for_each_run, run_plan
 from pipeline.results import make_rows, write_rows
-from pipeline.stages import dataset_for, load_encoder, run_plan, with_threads
+from pipeline.stages import load_encoder
 
 TRANSFER_PROTOCOLS = protocols.TRANSFER_IDS  # box AP, AP50, AP75 and mask AP (bench/protocols.py)
 
@@ -82,15 +82,11 @@ def transfer(suite: Suite, params: Params, method: str, runs: Path | None = None
     if not scenes_dir(suite).is_dir():
         raise SSLBenchError(f"no transfer data in '{scenes_dir(suite)}'; run `sslbench prepare --suite {suite.name}` "
                             "(scenes are generated for fashion_mnist suites) or set eval.transfer.data_root.")
-    plan = list(run_plan(suite, params, method, runs))
-    jobs, threads = job_plan(jobs, len(plan), suite.device)
-    configure_threads(threads)
-    work = [(with_threads(sub, threads), out) for sub, _, _, out in plan]
-    rows = [row for run_rows in run_each(_transfer_one, work, jobs, threads) for row in run_rows]
+    plan = run_plan(suite, params, method, runs)
+    rows = [row for run_rows in for_each_run(plan, _transfer_one, jobs) for row in run_rows]
     write_rows(paths.transfer_rows_path(suite.name, method), rows)
     return rows
 
 
-def _transfer_one(work) -> list[dict]:
-    suite, out = work
-    return transfer_run(suite, out)
+def _transfer_one(run: Run) -> list[dict]:
+    return transfer_run(run.suite, run.out_dir)

@@ -116,11 +116,11 @@ def test_pixels_semi_supervised_is_a_linear_classifier_on_pixels():
 def test_pixels_refuses_other_backbones():
     from bench.config import Params
     from bench.errors import SSLBenchError
-    from pipeline.stages import run_plan
+    from pipeline.plan import run_plan
 
     params = Params(suite="smoke", methods={"pixels": {"backbones": ["resnet18", "vit_tiny"]}})
     with pytest.raises(SSLBenchError, match="not applicable"):
-        list(run_plan(load_suite("smoke"), params, "pixels"))
+        run_plan(load_suite("smoke"), params, "pixels")
 
 
 def test_transfer_skips_pixels_as_not_applicable(tmp_path, capsys):
