@@ -167,3 +167,24 @@ def test_show_with_a_missing_params_file_names_it(tmp_path):
     shown = _sslbench("show", "--params", "missing.yaml", cwd=tmp_path, columns=120)
     assert shown.returncode != 0 and "params file 'missing.yaml' does not exist" in shown.stderr
     assert "leaderboard" not in shown.stdout
+
+
+def test_pretrain_code_deps_are_what_code_digest_hashes():
+    """dvc.yaml's pretrain deps and code_digest come from one list (bench/runs.py PRETRAIN_SOURCES);
+    a method's parent-class files (found through the MRO) are named in dvc.yaml's comment."""
+    import yaml
+
+    from bench.runs import PRETRAIN_SOURCES, method_sources
+    from methods.registry import get_method, method_names
+
+    text = (REPO / "dvc.yaml").read_text()
+    deps = yaml.safe_load(text)["stages"]["pretrain"]["do"]["deps"]
+    code = [d for d in deps if d.endswith(".py")]
+    assert code == [*PRETRAIN_SOURCES, "methods/${key}.py"]
+    for name in method_names():
+        module = get_method(name).__module__
+        own = module.replace(".", "/") + ".py"
+        sources = method_sources(get_method(name))
+        assert sources[0] == own and all((REPO / s).is_file() for s in sources)
+        for parent in sources[1:]:  # e.g. mocov1 -> methods/mocov2.py
+            assert f"{Path(parent).name}" in text, f"dvc.yaml does not say that {name} depends on {parent}"
