@@ -16,6 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from bench.precision import autocast_for
 from bench.views import ViewGenerator, recipe
 
 N_IMAGES, SEED, CHUNK = 2000, 0, 256
@@ -49,7 +50,7 @@ def representation_diagnostics(encoder: torch.nn.Module, dataset, resolution: in
     encoder.eval()
     z1, z2 = [], []
     for chunk in idx.split(CHUNK):
-        with autocast or torch.autocast(device.type, enabled=False):
+        with autocast or autocast_for(device, "fp32"):
             a, b = (encoder(v).float().cpu() for v in views(dataset.test.images[chunk], gen))
         z1.append(a)
         z2.append(b)

@@ -19,6 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from bench.precision import autocast_for
 from bench.views import ViewGenerator, ViewSpec, recipe
 from evaluations.linear import topk_accuracy
 
@@ -48,7 +49,7 @@ def finetune(encoder: torch.nn.Module, feature_dim: int, train_images: torch.Ten
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * factor
             x = views(train_images[idx], view_gen)[0]
-            with autocast or torch.autocast(device.type, enabled=False):
+            with autocast or autocast_for(device, "fp32"):
                 logits = head(net(x))
             loss = F.cross_entropy(logits.float(), train_labels[idx].to(device))
             opt.zero_grad(set_to_none=True)

@@ -124,3 +124,13 @@ def test_the_checker_sees_lazy_imports_and_cycles():
     assert layering_violations(graph) == ["bench.a -> methods.b", "evaluations.d -> methods.b"]
     assert cycles(graph) == [["bench.a", "methods.b"]]
     assert "pipeline.engine" in import_graph()["pipeline.stages"]
+
+
+def test_autocast_is_built_in_one_place():
+    """``bench.precision.autocast_for`` is the one autocast: no other module calls ``torch.autocast``."""
+    calls = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr == "autocast" and name != "bench.precision":
+                calls.append(f"{name}:{node.lineno}")
+    assert calls == []
