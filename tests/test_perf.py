@@ -21,3 +21,17 @@ def test_perf_table_columns(tmp_path):
 def test_profile_lists_the_step_operators_by_self_time():
     text = profile_method(load_suite("smoke"), _toy_dataset(), "simclr", steps=1, rows=5)
     assert "Self CPU" in text and "aten::" in text
+
+
+def test_perf_measures_the_hyper_parameters_the_plan_runs():
+    """perf resolves a method's params.yaml entry as the run plan does (``backbones`` is a sibling
+    key, not a hyper-parameter), so it measures what the board ran (issue 15: it measured defaults)."""
+    from bench.config import Params
+    from pipeline.perf import _training_step
+    from pipeline.plan import run_plan
+
+    suite = load_suite("smoke")
+    entry = {"loss": "batch", "backbones": [suite.backbone.name]}
+    _, model, *_ = _training_step(suite, _toy_dataset(), "cmc", entry)
+    planned = run_plan(suite, Params(suite="smoke", methods={"cmc": entry}), "cmc")[0]
+    assert model.hp == planned.hparams and model.hp.loss == "batch"
