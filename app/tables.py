@@ -17,6 +17,7 @@ PROTOCOL_HELP = schema.HELP
 STATUS_MARKERS = {schema.COMPLETE: "✔ complete", schema.DEVIATION: "⚠ deviation", schema.DIVERGED: "✘ diverged",
                   schema.FAILED: "✖ failed"}  # plain glyphs: they render without an emoji font
 NOT_SSL = schema.NOT_SSL_FAMILIES
+PRETRAINED = schema.GROUPS[schema.PRETRAINED]  # kNN, linear and semi: measured on every pretrained run
 BASELINES = ("random", "pixels")  # rows a self-supervised method should beat
 MARKS = {"best": "★", "tie": "≈", "below_random": "▼", "below_pixels": "▽"}
 PUBLISHED = "published IN-1k linear"

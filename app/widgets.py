@@ -57,7 +57,7 @@ def status_alert(frame: pd.DataFrame, hidden: pd.DataFrame | None = None, status
                  name_col: str = "method") -> None:
     """Name every shown row whose status is not complete, and count the flagged rows the filters hide."""
     def flagged(rows):
-        return rows[~rows[status_col].astype(str).str.contains("complete")] if rows is not None else rows
+        return rows[~rows[status_col].astype(str).str.contains(tables.schema.COMPLETE)] if rows is not None else rows
 
     shown, more = flagged(frame), flagged(hidden)
     extra = f" ({len(more)} more among the rows hidden by the filters.)" if more is not None and len(more) else ""

@@ -19,7 +19,8 @@ SHOTS = REPO / "screenshots"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PAGES = {"": "sslbench leaderboard", "ImageNet_board": "ImageNet board", "Ablations": "Ablations", "Runs": "Runs",
-         "Claims": "Claims", "Methods": "Methods", "Cost_vs_accuracy": "Cost vs accuracy"}
+         "Claims": "Claims", "Methods": "Methods", "Cost_vs_accuracy": "Cost vs accuracy",
+         "Budget_curves": "Budget curves"}
 WIDTHS = (1400, 1024)
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")

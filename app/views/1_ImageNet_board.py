@@ -8,7 +8,7 @@ import tables
 import widgets
 
 SUITE = "imagenet"
-PRETRAIN = ["linear", "knn_k20", "knn_k200", "semi_1pct", "semi_10pct"]
+PRETRAIN = tables.PRETRAINED
 TRANSFER = {"voc07+12": "VOC07+12", "coco2017": "COCO"}
 DETAIL = ["method", "backbone", "pretrain_epochs", "batch_size", "protocol", "metric", "value", "verified", "source",
           "link"]

@@ -17,7 +17,6 @@ PANELS = {
     "queue length": ({"queue_length", "queue_size", "negatives"}, {"queue_length"}),
     "temperature": ({"temperature"}, {"temperature"}),
 }
-METRICS = ["linear", "knn_k20", "knn_k200"]
 
 widgets.page("Ablations",
              "sslbench sweeps (mean ± std over seeds) on the left; the papers' published curves on the right. "
@@ -33,7 +32,7 @@ if sweeps is None:
     metric = None
     panels = dict(PANELS)
 else:
-    metric = widgets.pick("Metric", [m for m in METRICS if m in sweeps.columns], default="linear",
+    metric = widgets.pick("Metric", tables.protocols_in(sweeps), default="linear",
                           format_func=tables.PROTOCOL_LABELS.get)
     widgets.status_alert(sweeps.assign(method=sweeps["method"] + " " + sweeps["parameter"] + "="
                                        + sweeps["value"].astype(str) + " seed " + sweeps["seed"].astype(str)))

@@ -27,14 +27,15 @@ board = data.leaderboard(suite)
 if "family" not in board:
     board = board.assign(family="")
 ssl = ~board["family"].isin(tables.NOT_SSL)
-scores = [p for p in ("linear", "knn_k20", "knn_k200", "semi_1pct", "semi_10pct") if p in board]
+scores = [p for p in tables.PRETRAINED if p in board]
 # a cost that is the same for every self-supervised row (images seen under a matched budget) is no axis
 costs = [c for c in COSTS if c in board and board.loc[ssl, c].nunique() > 1]
 constant = [COSTS[c][0] for c in COSTS if c in board and c not in costs]
 if not scores or not costs:
     st.caption(f"`{suite}`: no accuracy or cost column that varies.")
     st.stop()
-score = pick_score.radio("Accuracy", scores, format_func=tables.PROTOCOL_LABELS.get, horizontal=True)
+score = pick_score.radio("Accuracy", scores, index=scores.index("linear") if "linear" in scores else 0,
+                         format_func=tables.PROTOCOL_LABELS.get, horizontal=True)
 cost = pick_cost.radio("Cost", costs, format_func=lambda c: f"{COSTS[c][0]} ({COSTS[c][1]})", horizontal=True)
 
 name, unit, scale = COSTS[cost]
