@@ -183,21 +183,21 @@ def _dataset_shape(suite) -> tuple[int, int, int]:
 @st.cache_data(show_spinner="Building each method as the pipeline does ...")
 def method_run(name: str, suite_name: str, overrides: dict) -> dict:
     """What the pipeline runs for method ``name`` on ``suite_name`` with params.yaml's ``overrides``:
-    ``hparams`` (resolved by ``methods.registry.resolve_hparams``: paper defaults, the suite's optimizer, the
-    overrides) and ``views`` (the crops its ``views(resolution)`` returns on the suite's backbone, as dicts;
-    None for a method that never trains)."""
+    ``hparams`` (``pipeline.plan.method_hparams``, what ``run_plan`` gives the runs: paper defaults, the
+    suite's optimizer, the overrides) and ``views`` (the crops its ``views(resolution)`` returns on the suite's
+    backbone, as dicts; None for a method that never trains)."""
     from dataclasses import asdict, replace
 
     import torch
     from bench.backbones import build_backbone
     from bench.config import load_suite
     from methods.base import Context
-    from methods.registry import get_method, resolve_hparams
+    from methods.registry import get_method
+    from pipeline.plan import method_hparams
 
     suite = load_suite(suite_name)
     cls = get_method(name)
-    hp = resolve_hparams(name, {k: v for k, v in overrides.items() if k != "backbones"},
-                         suite.optimizer.as_override())
+    hp = method_hparams(suite, name, overrides)
     out = {"hparams": asdict(hp), "views": None, "resolution": suite.resolution,
            "backbone": suite.backbone.name}
     if not cls.trains:
