@@ -35,12 +35,17 @@ def root() -> Path:
     return Path(env).expanduser().resolve() if env else CODE_ROOT
 
 
+def layout():
+    """``bench.paths``: the names of the results/ and runs/ layout the pipeline writes."""
+    return code("bench.paths")
+
+
 def results_dir() -> Path:
-    return root() / "results"
+    return root() / layout().RESULTS
 
 
 def runs_dir() -> Path:
-    return root() / "runs"
+    return root() / layout().RUNS
 
 
 def relative(path: Path) -> str:
@@ -107,18 +112,18 @@ def suites() -> list[str]:
     base = results_dir()
     if not base.is_dir():
         return []
-    return sorted(p.name for p in base.iterdir() if (p / "leaderboard.csv").is_file())
+    return sorted(p.name for p in base.iterdir() if (p / layout().LEADERBOARD).is_file())
 
 
 def leaderboard(suite: str) -> pd.DataFrame | None:
-    return read_csv(results_dir() / suite / "leaderboard.csv") if suite in suites() else None
+    return read_csv(results_dir() / suite / layout().LEADERBOARD) if suite in suites() else None
 
 
 def rows(suite: str) -> pd.DataFrame | None:
     """Long-form result rows of every method of ``suite``."""
     if suite not in suites():
         return None
-    return concat_csvs(list((results_dir() / suite / "rows").glob("*.csv")), "file")
+    return concat_csvs(list((results_dir() / suite / layout().ROWS).glob("*.csv")), "file")
 
 
 def paper_results() -> pd.DataFrame | None:
@@ -158,7 +163,7 @@ def suite_info(suite: str) -> dict:
 def runs() -> pd.DataFrame:
     """One row per run directory runs/<suite>/<method>[/<backbone>]/seed<N>/, the layout ``bench.paths`` writes
     (``backbone`` is None for the suite's own backbone; hidden folders skipped)."""
-    found = code("bench.paths").find_runs(runs_dir())
+    found = layout().find_runs(runs_dir())
     return pd.DataFrame(found, columns=["suite", "method", "backbone", "seed", "path"])
 
 
