@@ -19,7 +19,7 @@ import pandas as pd
 from bench import protocols as schema
 from bench.errors import SSLBenchError
 from bench.io import atomic_write_text, file_lock
-from bench.paths import rows_file_stage
+from bench.paths import LEADERBOARD, METRICS_JSON, rows_file_stage
 
 ROW_COLUMNS = [
     "suite", "method", "family", "backbone", "seed", "protocol", "metric", "value", "status", "deviation",
@@ -213,9 +213,9 @@ def write_leaderboard(board: pd.DataFrame, directory: Path) -> None:
         metrics[key] = {p: float(row[p]) for p in PROTOCOLS if p in row and not _isnan(row[p])}
         per_row[key] = metrics_of(row)
     # Locked, so two concurrent writers cannot leave one's table next to the other's metrics.
-    with file_lock(directory / "leaderboard.csv"):
-        atomic_write_text(directory / "leaderboard.csv", buf.getvalue())
-        atomic_write_text(directory / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
+    with file_lock(directory / LEADERBOARD):
+        atomic_write_text(directory / LEADERBOARD, buf.getvalue())
+        atomic_write_text(directory / METRICS_JSON, json.dumps(metrics, indent=2, sort_keys=True))
         folder = directory / "metrics"
         folder.mkdir(exist_ok=True)
         for stale in set(folder.glob("*.json")) - {folder / f"{k}.json" for k in per_row}:
