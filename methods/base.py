@@ -40,6 +40,7 @@ class StepOutput:
     loss: torch.Tensor
     logs: dict[str, torch.Tensor] = field(default_factory=dict)  # scalars; read at log intervals only
     embedding: torch.Tensor | None = None  # for collapse metrics (detached by the engine)
+    carry: object = None  # handed to ``after_step`` (keys to enqueue, features for the memory bank)
 
 
 @dataclass(frozen=True)
@@ -98,5 +99,6 @@ class Method(nn.Module):
     def before_optimizer_step(self, progress: float) -> None:
         """After backward, before the optimizer step (e.g. SwAV's frozen prototypes)."""
 
-    def after_step(self, progress: float) -> None:
-        """EMA, queue and schedule updates; ``progress`` in [0, 1]."""
+    def after_step(self, progress: float, carry: object = None) -> None:
+        """EMA, queue and schedule updates; ``progress`` in [0, 1]; ``carry`` is the step's
+        ``StepOutput.carry`` (what ``training_step`` hands over, e.g. keys to enqueue)."""

@@ -71,6 +71,6 @@ class BYOL(Method):
         loss = byol_regression(p1, t2) + byol_regression(p2, t1)  # the paper's sum (eq. 2-3)
         return StepOutput(loss, {"tau": torch.tensor(self.tau)}, z1)
 
-    def after_step(self, progress: float) -> None:
+    def after_step(self, progress: float, carry: object = None) -> None:
         self.tau = cosine_increase(self.tau_base, progress)
         ema_update(self.target, self.online, self.tau)

@@ -135,6 +135,7 @@ class CMC(Method):
 
     def training_step(self, batch: Batch) -> StepOutput:
         z1, z2 = self.embed(*batch.views)
+        carry = None
         if self.hp.loss == "batch":
             targets = torch.arange(len(z1), device=z1.device)
             loss_12 = cpc_info_nce(z1, z2, targets, self.hp.temperature)
@@ -143,12 +144,13 @@ class CMC(Method):
             noise = self.memory1.sample(len(z1), self.negatives, batch.generator)
             loss_12 = self._bank_loss(z1, batch, noise, self.memory2, self.z2)  # view 1 vs bank of view 2
             loss_21 = self._bank_loss(z2, batch, noise, self.memory1, self.z1)
-            self._pending = (batch.indices, z1.detach(), z2.detach())
+            carry = (batch.indices, z1.detach(), z2.detach())
         loss = loss_12 + loss_21
-        return StepOutput(loss, {"loss_12": loss_12.detach(), "loss_21": loss_21.detach()}, z1)
+        logs = {"loss_12": loss_12.detach(), "loss_21": loss_21.detach()}
+        return StepOutput(loss, logs, z1, carry)
 
-    def after_step(self, progress: float) -> None:
+    def after_step(self, progress: float, carry: object = None) -> None:
         if self.hp.loss != "batch":
-            indices, z1, z2 = self._pending
+            indices, z1, z2 = carry
             self.memory1.update(indices, z1)
             self.memory2.update(indices, z2)

@@ -182,7 +182,7 @@ class DINO(Method):
             for p in self.student[1].last_layer.parameters():
                 p.grad = None
 
-    def after_step(self, progress: float) -> None:
+    def after_step(self, progress: float, carry: object = None) -> None:
         self.center.copy_(ema_center(self.center, self._teacher_out, self.hp.center_momentum))
         self.m = cosine_increase(self.m_base, progress)
         ema_update(self.teacher, self.student, self.m)

@@ -102,8 +102,7 @@ class InstDisc(Method):
             prox = (f - self.memory.features[batch.indices]).pow(2).sum(dim=1).mean()
             loss = loss + self.hp.proximal * prox
             logs["proximal"] = prox.detach()
-        self._pending = (batch.indices, f.detach())
-        return StepOutput(loss, logs, f)
+        return StepOutput(loss, logs, f, (batch.indices, f.detach()))
 
-    def after_step(self, progress: float) -> None:
-        self.memory.update(*self._pending)
+    def after_step(self, progress: float, carry: object = None) -> None:
+        self.memory.update(*carry)

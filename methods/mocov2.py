@@ -101,12 +101,12 @@ class MomentumContrast(Method):
         q = F.normalize(self.query(x_q).float(), dim=1)
         k = self.encode_keys(x_k, batch.generator)
         loss = info_nce(q, k, self.queue.keys.clone(), self.hp.temperature)
-        self._pending_keys = gather_with_grad(k)  # every worker's keys, in rank order
-        return StepOutput(loss, {"momentum": torch.tensor(self.momentum)}, q)
+        keys = gather_with_grad(k)  # every worker's keys, in rank order
+        return StepOutput(loss, {"momentum": torch.tensor(self.momentum)}, q, keys)
 
-    def after_step(self, progress: float) -> None:
+    def after_step(self, progress: float, carry: object = None) -> None:
         ema_update(self.key, self.query, self.momentum)
-        self.queue.push(self._pending_keys)
+        self.queue.push(carry)
 
 
 @register

@@ -96,6 +96,6 @@ class MoCoV3(Method):
         loss = in_batch_info_nce(q1, k2, t) + in_batch_info_nce(q2, k1, t)
         return StepOutput(loss, {"momentum": torch.tensor(self.m)}, z1)
 
-    def after_step(self, progress: float) -> None:
+    def after_step(self, progress: float, carry: object = None) -> None:
         self.m = cosine_increase(self.m_base, progress)
         ema_update(self.momentum_encoder, self.online, self.m)

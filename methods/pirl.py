@@ -124,8 +124,8 @@ class PIRL(Method):
         loss_jigsaw = self._nce(g, batch)
         lam = self.hp.jigsaw_weight
         loss = lam * loss_jigsaw + (1 - lam) * loss_image
-        self._pending = (batch.indices, f.detach())
-        return StepOutput(loss, {"loss_jigsaw": loss_jigsaw.detach(), "loss_image": loss_image.detach()}, f)
+        logs = {"loss_jigsaw": loss_jigsaw.detach(), "loss_image": loss_image.detach()}
+        return StepOutput(loss, logs, f, (batch.indices, f.detach()))
 
-    def after_step(self, progress: float) -> None:
-        self.memory.update(*self._pending)
+    def after_step(self, progress: float, carry: object = None) -> None:
+        self.memory.update(*carry)

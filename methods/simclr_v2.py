@@ -95,7 +95,7 @@ class SimCLRv2(Method):
         v1, v2 = batch.views[:2]
         z1, z2 = self.projector(self.backbone(v1)), self.projector(self.backbone(v2))
         loss = nt_xent(z1, z2, self.hp.temperature)
-        logs = {}
+        logs, carry = {}, None
         if self.key is not None:
             with torch.no_grad():
                 k1, k2 = (F.normalize(self.key(v).float(), dim=1) for v in (v1, v2))
@@ -104,11 +104,11 @@ class SimCLRv2(Method):
             memory = (info_nce(q1, k2, negatives, self.hp.temperature)
                       + info_nce(q2, k1, negatives, self.hp.temperature)) / 2
             loss = (loss + memory) / 2
-            self._pending_keys = k1  # one key per image, as MoCo enqueues
+            carry = k1  # one key per image, as MoCo enqueues
             logs["memory_loss"] = memory.detach()
-        return StepOutput(loss, logs, z1)
+        return StepOutput(loss, logs, z1, carry)
 
-    def after_step(self, progress: float) -> None:
+    def after_step(self, progress: float, carry: object = None) -> None:
         if self.key is not None:
             ema_update(self.key, self.online, self.momentum)
-            self.queue.push(self._pending_keys)
+            self.queue.push(carry)

@@ -123,15 +123,15 @@ class SwAV(Method):
                     s = torch.cat([s, self.queues[i].keys @ self.prototypes.weight.float().T])
                 codes[i] = sinkhorn(s, self.hp.epsilon, self.hp.sinkhorn_iterations)[: len(z[i])]
         loss = swapped_prediction(scores, codes, self.hp.temperature)
-        self._pending = [z[0].detach(), z[1].detach()]
-        return StepOutput(loss, {"queue_used": torch.tensor(float(use_queue))}, z[0])
+        carry = [z[0].detach(), z[1].detach()]
+        return StepOutput(loss, {"queue_used": torch.tensor(float(use_queue))}, z[0], carry)
 
     def before_optimizer_step(self, progress: float) -> None:
         if progress < self.hp.freeze_prototypes:
             self.prototypes.weight.grad = None
 
-    def after_step(self, progress: float) -> None:
+    def after_step(self, progress: float, carry: object = None) -> None:
         if self.queues is not None and progress >= self.hp.queue_start:
-            for q, zi in zip(self.queues, self._pending):
+            for q, zi in zip(self.queues, carry):
                 q.push(zi.float())
-            self.queued += len(self._pending[0])
+            self.queued += len(carry[0])

@@ -217,7 +217,7 @@ def training_step(method: Method, optimizer, batch: Batch, autocast, at: float, 
                   world: int = 1, check_finite: bool = False, count_flops: bool = False) -> StepOutcome:
     """One optimizer step, the engine's and ``perf``'s: zero the gradients, forward (under
     ``autocast``) and backward, [stop on a non-finite loss], average gradients over ``world``
-    workers, ``before_optimizer_step(at)``, ``optimizer.step()``, ``after_step(at_next)``
+    workers, ``before_optimizer_step(at)``, ``optimizer.step()``, ``after_step(at_next, carry)``
     (``at`` / ``at_next``: the run's progress in [0, 1] before and after this step)."""
     optimizer.zero_grad(set_to_none=True)
     if count_flops:
@@ -230,7 +230,7 @@ def training_step(method: Method, optimizer, batch: Batch, autocast, at: float, 
         average_gradients(method)
     method.before_optimizer_step(at)
     optimizer.step()
-    method.after_step(at_next)
+    method.after_step(at_next, result.carry)
     return StepOutcome(result, flops, True)
 
 

@@ -81,7 +81,7 @@ def _step(method, views, part=slice(None)):
 
     out = method.training_step(Batch([v[part] for v in views], torch.arange(8)[part], torch.zeros(8).long()[part]))
     out.loss.backward()
-    return out.loss.detach()
+    return out.loss.detach(), out.carry
 
 
 def _grads(method):
@@ -94,10 +94,10 @@ def _method_worker(rank, store, name, overrides, out):
     _join(rank, store)
     method = convert_global_bn(_method(name, overrides))
     broadcast_state(method)
-    loss = _step(method, _views(), slice(4 * rank, 4 * rank + 4))
+    loss, carry = _step(method, _views(), slice(4 * rank, 4 * rank + 4))
     dist.all_reduce(loss)
     average_gradients(method)
-    method.after_step(0.5)
+    method.after_step(0.5, carry)
     state = {k: v.clone() for k, v in method.state_dict().items()}
     out[rank] = (loss / 2, _grads(method), state)
     dist.destroy_process_group()
@@ -119,11 +119,11 @@ def test_two_workers_train_what_one_process_trains(name, overrides, tmp_path):
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     try:
         method = _method(name, overrides)
-        loss = _step(method, _views())
+        loss, carry = _step(method, _views())
     finally:
         torch.set_num_threads(threads)
     grads = _grads(method)
-    method.after_step(0.5)
+    method.after_step(0.5, carry)
     state = method.state_dict()
     out = mp.get_context("spawn").Manager().dict()  # spawn: this process already ran OpenMP threads
     mp.start_processes(_method_worker, args=(str(tmp_path / "store"), name, overrides, out), nprocs=2,

@@ -38,7 +38,7 @@ def _step(method, batch):
     out.loss.backward()
     method.before_optimizer_step(0.5)
     opt.step()
-    method.after_step(0.5)
+    method.after_step(0.5, out.carry)
     return out
 
 
