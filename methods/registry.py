@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import pkgutil
 
+import methods
 from bench.errors import SSLBenchError, choices
 from bench.schema import build
 
-MODULES = (
-    "random", "pixels", "supervised",                         # baselines
-    "simclr", "mocov2", "byol",                               # foundation
-    "mocov1", "invaspread", "dim", "amdim", "cpc_v2",         # first generation
-    "simclr_v2", "simsiam", "mocov3", "swav", "barlowtwins", "vicreg",
-    "instdisc", "pirl", "cmc", "dino",
-)
 _REGISTRY: dict[str, type] = {}
 _LOADED = False
 
@@ -26,9 +21,10 @@ def register(cls):
 
 
 def _load_all() -> None:
+    """Import every module of the ``methods`` package: a method's ``@register`` is all it takes."""
     global _LOADED
     if not _LOADED:
-        for module in MODULES:
+        for module in sorted(m.name for m in pkgutil.iter_modules(methods.__path__)):
             importlib.import_module(f"methods.{module}")
         _LOADED = True
 

@@ -2,6 +2,8 @@
 one registration mechanism, and what ``Context`` tells a method about the dataset."""
 
 import inspect
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -27,3 +29,30 @@ def test_after_step_state_is_handed_over_as_a_value(name, overrides):
     out = _step(method, _batch(method))
     assert out.carry is not None
     assert not [k for k in vars(method) if k.startswith("_pending")]
+
+
+def test_a_method_module_registers_itself_with_register_alone(tmp_path, monkeypatch):
+    """Adding a method touches one place: a module in the ``methods`` package with ``@register``."""
+    import methods
+    from methods import registry
+
+    registry.method_names()  # loaded before the patches, so that undoing them leaves a full registry
+    (tmp_path / "zz_mymethod.py").write_text(
+        "from methods.registry import register\n"
+        "from methods.simclr import SimCLR\n\n\n"
+        "@register\nclass MyMethod(SimCLR):\n    name = 'zz_mymethod'\n")
+    monkeypatch.setattr(methods, "__path__", [*methods.__path__, str(tmp_path)])
+    monkeypatch.setattr(registry, "_LOADED", False)
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.delitem(sys.modules, "methods.zz_mymethod", raising=False)
+    assert "zz_mymethod" in registry.method_names()
+    assert get_method("zz_mymethod").name == "zz_mymethod"
+    assert not hasattr(registry, "MODULES")
+
+
+def test_every_method_module_is_registered():
+    from methods import registry
+
+    files = {p.stem for p in Path(registry.__file__).parent.glob("*.py")}
+    assert set(registry.method_names()) <= files
+    assert files - set(registry.method_names()) == {"__init__", "base", "losses", "modules", "registry"}
