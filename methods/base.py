@@ -54,6 +54,8 @@ class Context:
     resolution: int
     in_channels: int
     ema_horizon_cap: float = 1.0  # the suite's train.ema_horizon_cap (methods.modules.scale_momentum)
+    mean: tuple[float, ...] | None = None  # the dataset's per-channel statistics, as the views are
+    std: tuple[float, ...] | None = None  # normalised with (None: not known, e.g. a unit test's context)
 
 
 class Method(nn.Module):

@@ -18,19 +18,19 @@ Paper defaults (ImageNet): L / ab of Lab, two half-width ResNet-50 encoders
 120 and 160), augmentation: random resized crop (scale 0.2-1) and flip before the
 Lab split.
 
-Deviations: the first view's encoder is the harness backbone at full width and is
-the only one evaluated (the paper concatenates the two half-width encoders); the
-second encoder is a fresh backbone of the same configuration. On RGB data the L
-channel is repeated to 3 channels so that the evaluated backbone keeps the suite's
-input (it is evaluated on RGB images it never saw in training); Lab is computed from
-the view de-normalised with ImageNet's mean / std (the method does not receive the
-dataset's statistics). On single-channel data (Fashion-MNIST) there is no colour to
-split: the views are the intensity and its Sobel gradient magnitude (a documented
-substitute, flagged in results by ``deviation``). K is scaled to the suite by the
-shared rule (``scale_length``, multiple 1; ``scale_to_dataset: false`` keeps 16384);
-the lr schedule is the suite's; the banks start from the untrained network's
-embeddings (``bank_init``, see :mod:`methods.instdisc`). ``shared_crop: false`` draws
-the two views from two crops (an option; the paper splits one crop).
+Deviations: the first view's encoder is the harness backbone at full width and is the
+only one evaluated (the paper concatenates the two half-width encoders); the second
+encoder is a fresh backbone of the same configuration. On RGB data the L channel is
+repeated to 3 channels so that the evaluated backbone keeps the suite's input (it is
+evaluated on RGB images it never saw in training); Lab is computed from the view
+de-normalised with the dataset's mean / std (``Context.mean`` / ``std``). On
+single-channel data (Fashion-MNIST) there is no colour to split: the views are the
+intensity and its Sobel gradient magnitude (a documented substitute, flagged in results
+by ``deviation``). K is scaled to the suite by the shared rule (``scale_length``,
+multiple 1; ``scale_to_dataset: false`` keeps 16384); the lr schedule is the suite's;
+the banks start from the untrained network's embeddings (``bank_init``, see
+:mod:`methods.instdisc`). ``shared_crop: false`` draws the two views from two crops (an
+option; the paper splits one crop).
 
 Measured on an 8-epoch tiny run (seed 0, kNN-20 / linear; random backbone 72.5 /
 74.1): ``nce`` 59.9 / 62.8, ``nce`` with two crops 60.4 / 54.0, ``softmax`` 66.5 /
@@ -104,8 +104,9 @@ class CMC(Method):
             self.z1 = PartitionEstimate(ctx.dataset_size)
             self.z2 = PartitionEstimate(ctx.dataset_size)
         self.negatives = scaled_negatives(hp.negatives, ctx, hp.scale_to_dataset)
-        self.mean = getattr(ctx, "mean", None) or IMAGENET_MEAN  # used if the harness provides them
-        self.std = getattr(ctx, "std", None) or IMAGENET_STD
+        # the dataset's statistics (ImageNet's only for a context without them, e.g. in unit tests)
+        self.mean = ctx.mean if ctx.mean is not None else IMAGENET_MEAN
+        self.std = ctx.std if ctx.std is not None else IMAGENET_STD
 
     def views(self, resolution: int) -> ViewSpec:
         crop = Augment(resolution, scale=(0.2, 1.0), jitter_p=0.0, grayscale_p=0.0)

@@ -74,7 +74,8 @@ def build_method(spec: RunSpec, dataset: Dataset, total_steps: int) -> Method:
     cfg = method_suite(spec.suite, get_method(spec.method)).backbone
     backbone = build_backbone(type(cfg)(**{**asdict(cfg), "in_channels": dataset.channels}))
     ctx = Context(len(dataset.train), dataset.num_classes, spec.suite.train.batch_size, total_steps,
-                  spec.suite.resolution, dataset.channels, spec.suite.train.ema_horizon_cap)
+                  spec.suite.resolution, dataset.channels, spec.suite.train.ema_horizon_cap,
+                  tuple(dataset.mean), tuple(dataset.std))
     return get_method(spec.method)(backbone, spec.hparams, ctx)
 
 

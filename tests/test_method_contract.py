@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from methods.registry import get_method
 from tests.test_fidelity_b import _batch, _build, _step
@@ -56,3 +57,23 @@ def test_every_method_module_is_registered():
     files = {p.stem for p in Path(registry.__file__).parent.glob("*.py")}
     assert set(registry.method_names()) <= files
     assert files - set(registry.method_names()) == {"__init__", "base", "losses", "modules", "registry"}
+
+
+def test_cmc_splits_rgb_views_with_the_datasets_statistics():
+    """CMC un-normalises with ``Context.mean`` / ``std`` (not ImageNet's) before the Lab split."""
+    from bench.backbones import BackboneCfg, build_backbone
+    from methods.base import Context
+    from methods.cmc import split_views
+    from methods.registry import resolve_hparams
+
+    mean, std = (0.2, 0.3, 0.4), (0.5, 0.25, 0.1)
+    ctx = Context(64, 4, 8, 10, 16, 3, 1.0, mean, std)
+    backbone = build_backbone(BackboneCfg("resnet18", 8, True, in_channels=3))
+    method = get_method("cmc")(backbone, resolve_hparams("cmc", {}), ctx)
+    assert (method.mean, method.std) == (mean, std)
+    seen = []
+    method.backbone.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    method.embed(x)
+    assert torch.allclose(seen[0], split_views(x, mean, std)[0])
+    assert not torch.allclose(seen[0], split_views(x)[0])  # ImageNet's statistics split another image
