@@ -1,4 +1,4 @@
-"""The method contract every method implements (see DESIGN.md, "The method contract").
+"""The method contract every method implements (DEVELOPERS.md, "Adding a method", has a worked example).
 
 A method receives the backbone built by the harness and owns everything else
 (heads, momentum encoder, queue, memory bank, prototypes). Hyper-parameters are a

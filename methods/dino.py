@@ -36,22 +36,26 @@ fp32, 320 steps; ResNet recipe, teacher evaluated, parameters-only EMA): without
 teacher is uniform from the first logged step to the last (loss 8.318 = log K,
 ``teacher_entropy`` 8.317 of 8.318), kNN-20 of the teacher 47.3 (10k/2k subset); with it
 loss 8.20 and ``teacher_entropy`` 8.05 at the end, kNN-20 63.8. Both stay close to a
-uniform teacher on this 2-epoch budget. K defaults to 4096 instead of 65536 (``out_dim``):
-on the small suites the 65536-way last layer costs several times the whole backbone; the
-paper's appendix ablation shows a modest gain from large K, set ``out_dim: 65536`` at
-paper scale. The head's hidden width is min(2048, 8 x the backbone's feature dimension)
-(``hidden_dim: 0``): 2048 for ResNet-50 and ViT-S as in the paper, 1536 for ViT-Tiny, 512
-for the width-8 ResNet-18 of the small suites. The teacher-temperature warm-up (30 of
-100 epochs, ViT recipe) and the last-layer freeze (1 of 100 epochs) are fractions of the
-budget (0.3 and 0.01); the teacher momentum is scaled to the suite by the shared rule
-(``methods.modules.scale_momentum`` from batch 1024 on ImageNet; ``scale_to_dataset:
-false`` keeps 0.996). Local crops are 96/224 of the suite's resolution (12 px at 28 px, a
+uniform teacher on this 2-epoch budget. K defaults to 4096 instead of 65536
+(``out_dim``): on the small suites the 65536-way last layer costs several times the
+whole backbone; the paper's appendix ablation shows a modest gain from large K, set
+``out_dim: 65536`` at paper scale. The head's hidden width is min(2048, 8 x the
+backbone's feature dimension) (``hidden_dim: 0``): 2048 for ResNet-50 and ViT-S as in
+the paper, 1536 for ViT-Tiny, 512 for the width-8 ResNet-18 of the small suites. The
+teacher-temperature warm-up (30 of 100 epochs, ViT recipe) and the last-layer freeze (1
+of 100 epochs) are fractions of the budget (0.3 and 0.01); the teacher momentum is
+scaled to the suite by the shared rule (``methods.modules.scale_momentum`` from batch
+1024 on ImageNet; ``scale_to_dataset: false`` keeps 0.996), with its horizon capped at
+the suite's ``train.ema_horizon_cap`` of the run (the tiny suite's 0.1 = 32 of its 320
+steps; the scaled horizon, 31 steps, is already shorter:
+``results/ablations/dino_ema_cap.csv``, 2 seeds, gives identical results with and
+without the cap). Local crops are 96/224 of the suite's resolution (12 px at 28 px, a
 multiple of the ViT patch). The default optimizer is the ViT-S one (AdamW; the ResNet-50
 command's SGD is ``optimizer: {name: sgd, lr: 0.03, weight_decay: 1e-4}``) and weight
 decay is constant, not the ViT recipe's 0.04 -> 0.4 schedule; the suite may impose one
 optimizer for every method (the tiny suite does). The embedding logged for the collapse
-metrics is the student's head output on the first global crop; ``teacher_entropy``
-(-> 0: one-hot collapse, -> log K: uniform collapse) is logged too.
+metrics is the student's head output on the first global crop; ``teacher_entropy`` (->
+0: one-hot collapse, -> log K: uniform collapse) is logged too.
 
 Fixed (issue 16), formerly deviations: the student's backbone was evaluated (now the
 teacher's, ``encoder``); the EMA copied the student's BN buffers into the teacher, about

@@ -14,10 +14,13 @@ jitter 0.4 (always), random grayscale 0.2, horizontal flip (recipe ``mocov1``).
 
 Deviations: K and m are scaled to the suite by the shared rule
 (``methods.modules.scale_length`` / ``scale_momentum``; ``scale_to_dataset: false``
-restores the literal values); the lr schedule is the suite's (warm-up + cosine)
-instead of the step schedule; single-device shuffle-BN as in MoCo v2 here
-(``shuffle_bn_groups`` = 8 chunks of a shuffled key batch: 8 samples each at batch 64;
-see :mod:`methods.mocov2` for why the number of chunks, not their size, is kept).
+restores the literal values), the EMA's horizon capped at the suite's
+``train.ema_horizon_cap`` of the run (the tiny suite's 0.1 = 32 of its 320 steps; m's
+scaled horizon, 31 steps, is already shorter, see :mod:`methods.mocov2`); the lr
+schedule is the suite's (warm-up + cosine) instead of the step schedule; single-device
+shuffle-BN as in MoCo v2 here (``shuffle_bn_groups`` = 8 chunks of a shuffled key batch:
+8 samples each at batch 64; see :mod:`methods.mocov2` for why the number of chunks, not
+their size, is kept).
 """
 
 from __future__ import annotations

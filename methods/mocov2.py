@@ -11,19 +11,22 @@ schedule, batch 256, MLP head 2048-2048-128 (no BN), MoCo v2 augmentation
 (crop 0.2-1, jitter, grayscale, blur).
 
 Deviations: K and m are scaled to the suite by the rule shared by every method
-(``methods.modules.scale_length`` / ``scale_momentum``: the queue keeps its
-fraction of the dataset, the EMA its horizon in epochs); ``scale_to_dataset:
-false`` restores the literal values. On one device shuffle-BN is emulated: the
-key batch is shuffled and encoded in ``shuffle_bn_groups`` = 8 chunks (MoCo's 8 GPUs),
-the query batch in one piece. The chunks go through the key encoder in one pass whose BN layers
-normalise each chunk with its own statistics (``grouped_batchnorm``; equal to 8 separate passes,
-running statistics included, and 1.4x faster at batch 64 here). The number of chunks, not their size, follows the
-paper: 8 chunks of 32 at its batch 256, 8 chunks of 8 at batch 64 (the tiny suite).
-Keeping 8 keeps a key's BN batch a random eighth of the batch, as in MoCo, so its
-statistics differ from those of its query's batch; chunks of a fixed 32 would be 2
-halves of the query's batch at batch 64, and at batch 32 one chunk, i.e. no shuffle
-and the BN leak back. The price: a key's BN statistics come from 8 samples, not 32.
-Distributed runs shuffle across workers.
+(``methods.modules.scale_length`` / ``scale_momentum``: the queue keeps its fraction of
+the dataset, the EMA its horizon in epochs, capped at the suite's
+``train.ema_horizon_cap`` of the run: the tiny suite's 0.1 = 32 of its 320 steps, longer
+than m's scaled horizon of 31 steps, so the cap does not bind there);
+``scale_to_dataset: false`` restores the literal values. On one device shuffle-BN is
+emulated: the key batch is shuffled and encoded in ``shuffle_bn_groups`` = 8 chunks
+(MoCo's 8 GPUs), the query batch in one piece. The chunks go through the key encoder in
+one pass whose BN layers normalise each chunk with its own statistics
+(``grouped_batchnorm``; equal to 8 separate passes, running statistics included, and
+1.4x faster at batch 64 here). The number of chunks, not their size, follows the paper:
+8 chunks of 32 at its batch 256, 8 chunks of 8 at batch 64 (the tiny suite). Keeping 8
+keeps a key's BN batch a random eighth of the batch, as in MoCo, so its statistics
+differ from those of its query's batch; chunks of a fixed 32 would be 2 halves of the
+query's batch at batch 64, and at batch 32 one chunk, i.e. no shuffle and the BN leak
+back. The price: a key's BN statistics come from 8 samples, not 32. Distributed runs
+shuffle across workers.
 """
 
 from __future__ import annotations

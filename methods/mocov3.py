@@ -15,21 +15,23 @@ without affine), predictor 256-4096-256 (BN on the hidden layer), T = 1.0, m = 0
 batch 4096, BYOL's asymmetric augmentation. ViT: 3-layer projector, T = 0.2,
 m = 0.99, AdamW lr 1.5e-4 x batch/256, weight decay 0.1, 40-epoch warm-up.
 
-Deviations: hidden widths are 2x the backbone's feature dimension (4096 on
-ResNet-50's 2048; ``hidden_factor``; the paper keeps 4096 for ViTs too, 384 here
-for ViT-Tiny); ``temperature: 0`` (the default) picks the
-paper's per-backbone value (1.0 ResNet, 0.2 ViT); the base momentum is scaled to
-the suite by the shared rule (``methods.modules.scale_momentum`` from batch 4096 on
-ImageNet; ``scale_to_dataset: false`` keeps 0.99) and then follows the paper's
-cosine to 1. The default optimizer is the ResNet recipe; the ViT recipe (AdamW
-1.5e-4, wd 0.1) must be set as an override, and a suite may impose one optimizer
-for every method (the tiny suite does). Our ViT uses learned position
-embeddings (the paper: fixed 2-D sin-cos) and the patch projection's default
-initialisation (the paper: Xavier-uniform over the flattened patch). BN
-statistics are per device (the paper uses SyncBN). Fixed in issue 16: the EMA copied
-the online network's BN buffers into the momentum encoder; it now averages parameters
-only, as the paper's code, and the momentum encoder's BN statistics come from its own
-(train-mode) forward passes.
+Deviations: hidden widths are 2x the backbone's feature dimension (4096 on ResNet-50's
+2048; ``hidden_factor``; the paper keeps 4096 for ViTs too, 384 here for ViT-Tiny);
+``temperature: 0`` (the default) picks the paper's per-backbone value (1.0 ResNet, 0.2
+ViT); the base momentum is scaled to the suite by the shared rule
+(``methods.modules.scale_momentum`` from batch 4096 on ImageNet; ``scale_to_dataset:
+false`` keeps 0.99), with its horizon capped at the suite's ``train.ema_horizon_cap`` of
+the run (``scale_momentum``; the tiny suite's 0.1 = 32 of its 320 steps, instead of 50;
+``results/ablations/mocov3_ema_cap.csv``, 2 seeds: kNN-20 79.2 with the cap vs 78.2
+without), and then follows the paper's cosine to 1. The default optimizer is the ResNet
+recipe; the ViT recipe (AdamW 1.5e-4, wd 0.1) must be set as an override, and a suite
+may impose one optimizer for every method (the tiny suite does). Our ViT uses learned
+position embeddings (the paper: fixed 2-D sin-cos) and the patch projection's default
+initialisation (the paper: Xavier-uniform over the flattened patch). BN statistics are
+per device (the paper uses SyncBN). Fixed in issue 16: the EMA copied the online
+network's BN buffers into the momentum encoder; it now averages parameters only, as the
+paper's code, and the momentum encoder's BN statistics come from its own (train-mode)
+forward passes.
 """
 
 from __future__ import annotations

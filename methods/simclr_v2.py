@@ -13,13 +13,14 @@ paper also uses 0.1 x sqrt(batch)), weight decay 1e-6, batch 4096, 800 epochs,
 SimCLR's augmentation; memory of 65536 keys with momentum 0.999 ("a modest ~1 %
 improvement", Sec. 3). Fine-tuning from the first projection layer (Sec. 2).
 
-Deviations: temperature 0.5, SimCLR's own setting for small images and batches
-(as in ``methods/simclr.py``); the memory is **off by default** (``queue_length:
-0``): the released code has none and the paper credits it with ~1 % only at its
-scale; ``queue_length: 65536`` turns it on, with the queue length and momentum
-scaled to the suite by the shared rule (``scale_length`` / ``scale_momentum``;
-``scale_to_dataset: false`` keeps the literal values). The suite may impose one
-optimizer for every method (the tiny suite does).
+Deviations: temperature 0.5, SimCLR's own setting for small images and batches (as in
+``methods/simclr.py``); the memory is **off by default** (``queue_length: 0``): the
+released code has none and the paper credits it with ~1 % only at its scale;
+``queue_length: 65536`` turns it on, with the queue length and momentum scaled to the
+suite by the shared rule (``scale_length`` / ``scale_momentum``, the EMA's horizon
+capped at the suite's ``train.ema_horizon_cap`` of the run: the tiny suite's 0.1 = 32 of
+its 320 steps, instead of 500; ``scale_to_dataset: false`` keeps the literal values).
+The suite may impose one optimizer for every method (the tiny suite does).
 
 For the semi-supervised evaluation: ``SimCLRv2.finetune_encoder()`` returns
 ``nn.Sequential(backbone, first projection layer (Linear-BN-ReLU))`` with a

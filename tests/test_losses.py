@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from methods.losses import byol_regression, info_nce, negative_cosine, nt_xent
+from methods.losses import byol_regression, every_other_crop, info_nce, negative_cosine, nt_xent, tanh_clip
 
 
 def _lse(values):
@@ -56,3 +56,25 @@ def test_negative_cosine_stops_gradient_on_target():
     z = torch.randn(4, 3, requires_grad=True)
     negative_cosine(p, z).backward()
     assert p.grad is not None and z.grad is None
+
+
+def test_every_other_crop_averages_each_target_over_the_other_crops():
+    # crop 0's target is predicted by crops 1 and 2, crop 1's by crops 0 and 2: 4 pairs
+    targets = {0: torch.tensor([[1.0, 0.0]]), 1: torch.tensor([[0.25, 0.75]])}
+    logits = [torch.tensor([[0.0, 1.0]]), torch.tensor([[2.0, 0.0]]), torch.tensor([[1.0, 1.0]])]
+    t = 0.5
+
+    def ce(q, s):
+        lse = _lse([v / t for v in s])
+        return -sum(qi * (si / t - lse) for qi, si in zip(q, s))
+
+    pairs = [(0, 1), (0, 2), (1, 0), (1, 2)]
+    expected = sum(ce(targets[i][0].tolist(), logits[v][0].tolist()) for i, v in pairs) / len(pairs)
+    assert math.isclose(every_other_crop(targets, logits, t).item(), expected, rel_tol=1e-6)
+
+
+def test_tanh_clip_is_clip_times_tanh_and_off_at_zero():
+    s = torch.tensor([-30.0, 0.5, 12.0])
+    expected = [10 * math.tanh(v / 10) for v in s.tolist()]
+    assert torch.allclose(tanh_clip(s, 10.0), torch.tensor(expected))
+    assert torch.equal(tanh_clip(s, 0.0), s)
