@@ -51,7 +51,7 @@ from bench.backbones import build_backbone
 from bench.views import Augment, ViewSpec
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import cpc_info_nce, nce_loss
-from methods.modules import MemoryBank, PartitionEstimate, rgb_to_lab, scaled_negatives, sobel_magnitude
+from methods.modules import initialise_banks, memory_banks, rgb_to_lab, scaled_negatives, sobel_magnitude
 from methods.registry import register
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -99,10 +99,7 @@ class CMC(Method):
         self.head1 = torch.nn.Linear(dim, hp.proj_dim)
         self.head2 = torch.nn.Linear(dim, hp.proj_dim)
         if hp.loss != "batch":
-            self.memory1 = MemoryBank(ctx.dataset_size, hp.proj_dim, hp.memory_momentum)
-            self.memory2 = MemoryBank(ctx.dataset_size, hp.proj_dim, hp.memory_momentum)
-            self.z1 = PartitionEstimate(ctx.dataset_size)
-            self.z2 = PartitionEstimate(ctx.dataset_size)
+            (self.memory1, self.memory2), (self.z1, self.z2) = memory_banks(hp, ctx, 2)
         self.negatives = scaled_negatives(hp.negatives, ctx, hp.scale_to_dataset)
         # the dataset's statistics (ImageNet's only for a context without them, e.g. in unit tests)
         self.mean = ctx.mean if ctx.mean is not None else IMAGENET_MEAN
@@ -128,11 +125,8 @@ class CMC(Method):
         return z1, z2
 
     def initialise(self, batches) -> None:
-        if self.hp.loss != "batch" and self.hp.bank_init == "network":
-            for idx, x in batches:
-                z1, z2 = self.embed(x)
-                self.memory1.fill(idx, z1)
-                self.memory2.fill(idx, z2)
+        if self.hp.loss != "batch":
+            initialise_banks(self.hp, batches, self.embed, self.memory1, self.memory2)
 
     def training_step(self, batch: Batch) -> StepOutput:
         z1, z2 = self.embed(*batch.views)

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from bench.views import ViewSpec, recipe
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import nce_loss
-from methods.modules import MemoryBank, PartitionEstimate, scaled_negatives
+from methods.modules import initialise_banks, memory_banks, scaled_negatives
 from methods.registry import register
 
 
@@ -76,8 +76,7 @@ class InstDisc(Method):
     def __init__(self, backbone, hp, ctx):
         super().__init__(backbone, hp, ctx)
         self.head = torch.nn.Linear(backbone.feature_dim, hp.proj_dim)
-        self.memory = MemoryBank(ctx.dataset_size, hp.proj_dim, hp.memory_momentum)
-        self.partition = PartitionEstimate(ctx.dataset_size)
+        (self.memory,), (self.partition,) = memory_banks(hp, ctx)
         self.negatives = scaled_negatives(hp.negatives, ctx, hp.scale_to_dataset)
 
     def views(self, resolution: int) -> ViewSpec:
@@ -87,9 +86,7 @@ class InstDisc(Method):
         return F.normalize(self.head(self.backbone(x)).float(), dim=1)
 
     def initialise(self, batches) -> None:
-        if self.hp.bank_init == "network":
-            for idx, x in batches:
-                self.memory.fill(idx, self.embed(x))
+        initialise_banks(self.hp, batches, self.embed, self.memory)
 
     def training_step(self, batch: Batch) -> StepOutput:
         f = self.embed(batch.views[0])

@@ -276,6 +276,25 @@ class PartitionEstimate(nn.Module):
         return exp_scores / self.z
 
 
+def memory_banks(hp, ctx, n: int = 1) -> tuple[list[MemoryBank], list[PartitionEstimate]]:
+    """The memory-bank methods' set-up (InstDisc, PIRL, CMC): ``n`` banks of ``hp.proj_dim``
+    features per training image (``hp.memory_momentum``), then one NCE partition estimate each."""
+    banks = [MemoryBank(ctx.dataset_size, hp.proj_dim, hp.memory_momentum) for _ in range(n)]
+    return banks, [PartitionEstimate(ctx.dataset_size) for _ in range(n)]
+
+
+def initialise_banks(hp, batches, embed, *banks: MemoryBank) -> None:
+    """``Method.initialise`` of the memory-bank methods: with ``hp.bank_init: network`` each bank
+    starts from the untrained network's embeddings (``embed(x)``: one tensor, or one per bank);
+    with ``random`` it keeps its random unit vectors (the paper)."""
+    if hp.bank_init != "network":
+        return
+    for idx, x in batches:
+        z = embed(x)
+        for bank, zi in zip(banks, z if isinstance(z, tuple) else (z,), strict=True):
+            bank.fill(idx, zi)
+
+
 # sRGB (D65) <-> CIE Lab, as skimage.color.rgb2lab (CMC's L / ab views)
 _RGB_TO_XYZ = torch.tensor([[0.412453, 0.357580, 0.180423],
                             [0.212671, 0.715160, 0.072169],

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from bench.views import ViewSpec, recipe
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import nce_loss
-from methods.modules import MemoryBank, PartitionEstimate, jigsaw, scaled_negatives
+from methods.modules import initialise_banks, jigsaw, memory_banks, scaled_negatives
 from methods.registry import register
 
 
@@ -85,8 +85,7 @@ class PIRL(Method):
         self.image_head = torch.nn.Linear(dim, hp.proj_dim)
         self.tile_head = torch.nn.Linear(dim, hp.proj_dim)
         self.jigsaw_head = torch.nn.Linear(tiles * hp.proj_dim, hp.proj_dim)
-        self.memory = MemoryBank(ctx.dataset_size, hp.proj_dim, hp.memory_momentum)
-        self.partition = PartitionEstimate(ctx.dataset_size)  # one Z for both terms, as VISSL
+        (self.memory,), (self.partition,) = memory_banks(hp, ctx)  # one Z for both terms, as VISSL
         self.negatives = scaled_negatives(hp.negatives, ctx, hp.scale_to_dataset)
         tile = ctx.resolution // hp.grid
         self.tile_crop = max(1, min(tile, round(tile * hp.tile_crop_ratio)))
@@ -100,9 +99,7 @@ class PIRL(Method):
         return F.normalize(self.image_head(self.backbone(x)).float(), dim=1)
 
     def initialise(self, batches) -> None:
-        if self.hp.bank_init == "network":
-            for idx, x in batches:
-                self.memory.fill(idx, self.embed(x))
+        initialise_banks(self.hp, batches, self.embed, self.memory)
 
     def encode_jigsaw(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
         tiles, _ = jigsaw(x, self.hp.grid, self.tile_crop, gen)  # [B, 9, C, t, t], shuffled per sample

@@ -77,3 +77,23 @@ def test_cmc_splits_rgb_views_with_the_datasets_statistics():
     method.embed(x)
     assert torch.allclose(seen[0], split_views(x, mean, std)[0])
     assert not torch.allclose(seen[0], split_views(x)[0])  # ImageNet's statistics split another image
+
+
+@pytest.mark.parametrize("bank_init", ["network", "random"])
+def test_memory_bank_helpers_build_and_fill_one_bank_per_view(bank_init):
+    from types import SimpleNamespace
+
+    from methods.base import Context
+    from methods.modules import initialise_banks, memory_banks
+
+    hp = SimpleNamespace(proj_dim=4, memory_momentum=0.5, bank_init=bank_init)
+    banks, partitions = memory_banks(hp, Context(6, 2, 2, 10, 8, 1), 2)
+    assert [b.features.shape for b in banks] == [(6, 4)] * 2 and len(partitions) == 2
+    before = [b.features.clone() for b in banks]
+    z = torch.eye(4)[:2]
+    initialise_banks(hp, [(torch.tensor([1, 3]), None)], lambda x: (z, -z), *banks)
+    if bank_init == "random":
+        assert all(torch.equal(b.features, f) for b, f in zip(banks, before))
+    else:
+        assert torch.equal(banks[0].features[[1, 3]], z) and torch.equal(banks[1].features[[1, 3]], -z)
+        assert torch.equal(banks[0].features[0], before[0][0])
