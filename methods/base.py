@@ -81,6 +81,11 @@ class Method(nn.Module):
         """What downstream evaluations use."""
         return self.backbone
 
+    def finetune_encoder(self) -> nn.Module:
+        """What semi-supervised fine-tuning starts from (it needs a ``feature_dim``): the
+        encoder, unless the paper fine-tunes more (SimCLR v2: backbone + projection layers)."""
+        return self.encoder
+
     def views(self, resolution: int) -> ViewSpec:
         return recipe(self.view_recipe, resolution)
 

@@ -27,6 +27,7 @@ from bench.views import ViewGenerator
 from evaluations.features import cached, extract, file_digest
 from evaluations.knn import knn_accuracy
 from evaluations.linear import linear_probe
+from methods.base import Method
 from methods.registry import get_method, resolve_hparams
 from pipeline.engine import RunSpec, build_method, train
 from pipeline.plan import Run, dataset_for, for_each_run, run_plan
@@ -157,9 +158,10 @@ def own_split_label(suite: Suite) -> str:
 
 def finetune_start(suite: Suite, run: Path, record: dict, dataset: Dataset) -> tuple[torch.nn.Module, int]:
     """What fine-tuning starts from: the backbone, or the method's ``finetune_encoder()``
-    (SimCLR v2: backbone + first projection layer) rebuilt from the final checkpoint."""
+    (SimCLR v2: backbone + first projection layer) rebuilt from the final checkpoint. The
+    default ``Method.finetune_encoder`` is the encoder, which the run saved on its own."""
     encoder, _ = load_encoder(run)
-    if not hasattr(get_method(record["method"]), "finetune_encoder") or not (run / CHECKPOINT).is_file():
+    if get_method(record["method"]).finetune_encoder is Method.finetune_encoder or not (run / CHECKPOINT).is_file():
         return encoder, encoder.feature_dim
     sub = replace(suite, backbone=BackboneCfg(**{k: v for k, v in record["backbone_cfg"].items()
                                                  if k != "in_channels"}))

@@ -97,3 +97,11 @@ def test_memory_bank_helpers_build_and_fill_one_bank_per_view(bank_init):
     else:
         assert torch.equal(banks[0].features[[1, 3]], z) and torch.equal(banks[1].features[[1, 3]], -z)
         assert torch.equal(banks[0].features[0], before[0][0])
+
+
+def test_every_method_has_a_finetune_encoder_defaulting_to_its_encoder():
+    from methods.base import Method
+    from methods.registry import get_method
+
+    assert get_method("simclr").finetune_encoder is Method.finetune_encoder
+    assert get_method("simclr_v2").finetune_encoder is not Method.finetune_encoder
