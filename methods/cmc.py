@@ -51,7 +51,7 @@ from bench.backbones import build_backbone
 from bench.views import Augment, ViewSpec
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import cpc_info_nce, nce_loss
-from methods.modules import initialise_banks, memory_banks, rgb_to_lab, scaled_negatives, sobel_magnitude
+from methods.modules import initialise_banks, memory_banks, scaled_negatives
 from methods.registry import register
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -80,6 +80,43 @@ def split_views(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> tuple[
     lab = rgb_to_lab(x.float() * s + m)
     light = ((lab[:, :1] - 50) / 50).expand(-1, 3, -1, -1)
     return light.to(x.dtype).contiguous(), (lab[:, 1:] / 110).to(x.dtype).contiguous()
+
+
+_RGB_TO_XYZ = torch.tensor([[0.412453, 0.357580, 0.180423],
+                            [0.212671, 0.715160, 0.072169],
+                            [0.019334, 0.119193, 0.950227]])
+_WHITE_D65 = torch.tensor([0.95047, 1.0, 1.08883])
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] sRGB in [0, 1] -> Lab (L in [0, 100], a/b roughly in [-128, 127])."""
+    rgb = rgb.float().clamp(0, 1)
+    lin = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    xyz = torch.einsum("ij,bjhw->bihw", _RGB_TO_XYZ.to(rgb.device), lin)
+    xyz = xyz / _WHITE_D65.to(rgb.device).view(1, 3, 1, 1)
+    eps = (6 / 29) ** 3
+    f = torch.where(xyz > eps, xyz.clamp_min(eps) ** (1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], dim=1)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`rgb_to_lab` (values outside the sRGB gamut are clamped to [0, 1])."""
+    lab = lab.float()
+    fy = (lab[:, 0] + 16) / 116
+    f = torch.stack([fy + lab[:, 1] / 500, fy, fy - lab[:, 2] / 200], dim=1)
+    delta = 6 / 29
+    xyz = torch.where(f > delta, f ** 3, 3 * delta**2 * (f - 4 / 29))
+    xyz = xyz * _WHITE_D65.to(lab.device).view(1, 3, 1, 1)
+    lin = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(_RGB_TO_XYZ).to(lab.device), xyz).clamp(0, 1)
+    return torch.where(lin > 0.0031308, 1.055 * lin.clamp_min(1e-12) ** (1 / 2.4) - 0.055, 12.92 * lin)
+
+
+def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """Gradient magnitude of a single-channel batch [B, 1, H, W] (3x3 Sobel, replicate padding)."""
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device, dtype=x.dtype)
+    kernels = torch.stack([kx, kx.T]).unsqueeze(1)  # [2, 1, 3, 3]
+    grad = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernels)
+    return torch.sqrt((grad**2).sum(dim=1, keepdim=True) + 1e-6)
 
 
 @register

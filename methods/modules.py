@@ -134,27 +134,6 @@ def collapse_metrics(z: torch.Tensor) -> dict[str, torch.Tensor]:
 # --- part 2: Sinkhorn (SwAV), DINO head / centering / schedules -------------------------------
 
 
-@torch.no_grad()
-def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -> torch.Tensor:
-    """SwAV's Sinkhorn-Knopp codes for prototype ``scores`` [B, K] (cosine similarities).
-
-    Q = exp(scores / eps), normalised to total mass 1, then ``iterations`` rounds of
-    (each prototype's mass -> 1/K, each sample's mass -> 1/B). Returned as [B, K] scaled
-    by B: **each row (sample) sums to 1** exactly, each column (prototype) sums to about
-    B/K (exactly in the limit of many iterations).
-    """
-    q = scores.float() / epsilon
-    q = torch.exp(q - q.max()).T  # [K, B]; the shift cancels in the normalisation
-    k, b = q.shape
-    q /= q.sum()
-    for _ in range(iterations):
-        q /= q.sum(dim=1, keepdim=True)
-        q /= k
-        q /= q.sum(dim=0, keepdim=True)
-        q /= b
-    return (q * b).T
-
-
 class NormalizedLinear(nn.Module):
     """Linear layer without bias, weight-normalised: rows L2-normalised in the forward
     pass times a per-row gain, fixed to 1 (DINO's ``norm_last_layer``) or learned from 1."""
@@ -296,78 +275,10 @@ def initialise_banks(hp, batches, embed, *banks: MemoryBank) -> None:
 
 
 # sRGB (D65) <-> CIE Lab, as skimage.color.rgb2lab (CMC's L / ab views)
-_RGB_TO_XYZ = torch.tensor([[0.412453, 0.357580, 0.180423],
-                            [0.212671, 0.715160, 0.072169],
-                            [0.019334, 0.119193, 0.950227]])
-_WHITE_D65 = torch.tensor([0.95047, 1.0, 1.08883])
-
-
-def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
-    """[B, 3, H, W] sRGB in [0, 1] -> Lab (L in [0, 100], a/b roughly in [-128, 127])."""
-    rgb = rgb.float().clamp(0, 1)
-    lin = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
-    xyz = torch.einsum("ij,bjhw->bihw", _RGB_TO_XYZ.to(rgb.device), lin)
-    xyz = xyz / _WHITE_D65.to(rgb.device).view(1, 3, 1, 1)
-    eps = (6 / 29) ** 3
-    f = torch.where(xyz > eps, xyz.clamp_min(eps) ** (1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
-    return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], dim=1)
-
-
-def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`rgb_to_lab` (values outside the sRGB gamut are clamped to [0, 1])."""
-    lab = lab.float()
-    fy = (lab[:, 0] + 16) / 116
-    f = torch.stack([fy + lab[:, 1] / 500, fy, fy - lab[:, 2] / 200], dim=1)
-    delta = 6 / 29
-    xyz = torch.where(f > delta, f ** 3, 3 * delta**2 * (f - 4 / 29))
-    xyz = xyz * _WHITE_D65.to(lab.device).view(1, 3, 1, 1)
-    lin = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(_RGB_TO_XYZ).to(lab.device), xyz).clamp(0, 1)
-    return torch.where(lin > 0.0031308, 1.055 * lin.clamp_min(1e-12) ** (1 / 2.4) - 0.055, 12.92 * lin)
-
-
-def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
-    """Gradient magnitude of a single-channel batch [B, 1, H, W] (3x3 Sobel, replicate padding)."""
-    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device, dtype=x.dtype)
-    kernels = torch.stack([kx, kx.T]).unsqueeze(1)  # [2, 1, 3, 3]
-    grad = nn.functional.conv2d(nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), kernels)
-    return torch.sqrt((grad**2).sum(dim=1, keepdim=True) + 1e-6)
-
-
 def patch_grid(x: torch.Tensor, patch: int, stride: int) -> torch.Tensor:
     """Overlapping patches [B, G, G, C, patch, patch] of ``x`` [B, C, H, W], row-major
     (grid row r covers pixels r * stride .. r * stride + patch - 1); G = (H - patch) // stride + 1."""
     return x.unfold(2, patch, stride).unfold(3, patch, stride).permute(0, 2, 3, 1, 4, 5)
-
-
-def random_subcrops(tiles: torch.Tensor, size: int, gen: torch.Generator | None = None) -> torch.Tensor:
-    """Crop each tile of [B, T, C, t, t] at its own random offset to [B, T, C, size, size]."""
-    b, t, c, h, w = tiles.shape
-    dev = tiles.device
-    oy = torch.randint(0, h - size + 1, (b, t), generator=gen, device=dev)
-    ox = torch.randint(0, w - size + 1, (b, t), generator=gen, device=dev)
-    rows = (oy.unsqueeze(-1) + torch.arange(size, device=dev)).view(b, t, 1, size, 1).expand(b, t, c, size, w)
-    out = tiles.gather(3, rows)
-    cols = (ox.unsqueeze(-1) + torch.arange(size, device=dev)).view(b, t, 1, 1, size).expand(b, t, c, size, size)
-    return out.gather(4, cols)
-
-
-def jigsaw(x: torch.Tensor, grid: int = 3, crop: int | None = None,
-           gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """PIRL's jigsaw transform of a batch [B, C, H, W].
-
-    The image (its top-left ``grid * (H // grid)`` square) is cut into ``grid x grid``
-    tiles, each tile is randomly cropped to ``crop`` pixels (PIRL: 64 of 85) and the
-    tiles are shuffled with a permutation drawn per sample. Returns tiles
-    [B, grid**2, C, crop, crop] in shuffled order and the permutations [B, grid**2]
-    (position j holds the tile from grid cell ``perm[b, j]``, row-major).
-    """
-    b = x.shape[0]
-    t = min(x.shape[-2], x.shape[-1]) // grid
-    tiles = patch_grid(x[..., : grid * t, : grid * t], t, t).reshape(b, grid * grid, x.shape[1], t, t)
-    if crop is not None and crop < t:
-        tiles = random_subcrops(tiles, crop, gen)
-    perm = torch.argsort(torch.rand(b, grid * grid, generator=gen, device=x.device), dim=1)
-    return tiles[torch.arange(b, device=x.device).unsqueeze(1), perm], perm
 
 
 class MaskedConv2d(nn.Conv2d):

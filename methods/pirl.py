@@ -4,7 +4,7 @@ Representations", arXiv 1912.01991 (CVPR 2020).
 Mechanism: the representation of an image should be invariant to its jigsaw
 transform. f(v_I): backbone + linear 128-d head of the image. g(v_I^t): the image
 cut into 3x3 tiles, each tile randomly cropped, the tiles shuffled by a permutation
-drawn per sample (:func:`methods.modules.jigsaw`), each tile encoded by the same
+drawn per sample (:func:`jigsaw`), each tile encoded by the same
 backbone and projected to 128-d, the nine projections concatenated in the shuffled
 order and projected to 128-d. A memory bank holds m_I, an exponential moving average
 (0.5) of f(v_I) for every training image. With NCE against N negatives drawn from
@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from bench.views import ViewSpec, recipe
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import nce_loss
-from methods.modules import initialise_banks, jigsaw, memory_banks, scaled_negatives
+from methods.modules import initialise_banks, memory_banks, patch_grid, scaled_negatives
 from methods.registry import register
 
 
@@ -69,6 +69,37 @@ class PIRLHparams:
     tile_crop_ratio: float = field(default=64 / 85, metadata={"positive": True})
     scale_to_dataset: bool = True
     optimizer: OptimizerCfg = field(default_factory=lambda: OptimizerCfg("sgd", 0.03, 1e-4))
+
+
+def random_subcrops(tiles: torch.Tensor, size: int, gen: torch.Generator | None = None) -> torch.Tensor:
+    """Crop each tile of [B, T, C, t, t] at its own random offset to [B, T, C, size, size]."""
+    b, t, c, h, w = tiles.shape
+    dev = tiles.device
+    oy = torch.randint(0, h - size + 1, (b, t), generator=gen, device=dev)
+    ox = torch.randint(0, w - size + 1, (b, t), generator=gen, device=dev)
+    rows = (oy.unsqueeze(-1) + torch.arange(size, device=dev)).view(b, t, 1, size, 1).expand(b, t, c, size, w)
+    out = tiles.gather(3, rows)
+    cols = (ox.unsqueeze(-1) + torch.arange(size, device=dev)).view(b, t, 1, 1, size).expand(b, t, c, size, size)
+    return out.gather(4, cols)
+
+
+def jigsaw(x: torch.Tensor, grid: int = 3, crop: int | None = None,
+           gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """PIRL's jigsaw transform of a batch [B, C, H, W].
+
+    The image (its top-left ``grid * (H // grid)`` square) is cut into ``grid x grid``
+    tiles, each tile is randomly cropped to ``crop`` pixels (PIRL: 64 of 85) and the
+    tiles are shuffled with a permutation drawn per sample. Returns tiles
+    [B, grid**2, C, crop, crop] in shuffled order and the permutations [B, grid**2]
+    (position j holds the tile from grid cell ``perm[b, j]``, row-major).
+    """
+    b = x.shape[0]
+    t = min(x.shape[-2], x.shape[-1]) // grid
+    tiles = patch_grid(x[..., : grid * t, : grid * t], t, t).reshape(b, grid * grid, x.shape[1], t, t)
+    if crop is not None and crop < t:
+        tiles = random_subcrops(tiles, crop, gen)
+    perm = torch.argsort(torch.rand(b, grid * grid, generator=gen, device=x.device), dim=1)
+    return tiles[torch.arange(b, device=x.device).unsqueeze(1), perm], perm
 
 
 @register

@@ -48,7 +48,7 @@ from torch import nn
 from bench.views import ViewSpec, recipe, scaled_crop_size
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import swapped_prediction
-from methods.modules import FeatureQueue, mlp, multicrop_forward, scale_length, sinkhorn
+from methods.modules import FeatureQueue, mlp, multicrop_forward, scale_length
 from methods.registry import register
 
 PAPER_SINKHORN_SAMPLES = 256 + 3840  # batch + queue sharing the paper's K = 3000 prototypes
@@ -70,6 +70,27 @@ class SwAVHparams:
     queue_start: float = field(default=0.15, metadata={"nonnegative": True, "doc": "fraction of the budget"})
     scale_to_dataset: bool = True
     optimizer: OptimizerCfg = field(default_factory=lambda: OptimizerCfg("lars", 0.3, 1e-6, 0.9, True))
+
+
+@torch.no_grad()
+def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -> torch.Tensor:
+    """SwAV's Sinkhorn-Knopp codes for prototype ``scores`` [B, K] (cosine similarities).
+
+    Q = exp(scores / eps), normalised to total mass 1, then ``iterations`` rounds of
+    (each prototype's mass -> 1/K, each sample's mass -> 1/B). Returned as [B, K] scaled
+    by B: **each row (sample) sums to 1** exactly, each column (prototype) sums to about
+    B/K (exactly in the limit of many iterations).
+    """
+    q = scores.float() / epsilon
+    q = torch.exp(q - q.max()).T  # [K, B]; the shift cancels in the normalisation
+    k, b = q.shape
+    q /= q.sum()
+    for _ in range(iterations):
+        q /= q.sum(dim=1, keepdim=True)
+        q /= k
+        q /= q.sum(dim=0, keepdim=True)
+        q /= b
+    return (q * b).T
 
 
 @register

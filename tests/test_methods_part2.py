@@ -28,8 +28,9 @@ from methods.losses import (
     vicreg_loss,
     vicreg_terms,
 )
-from methods.modules import ema_center, sinkhorn, warmup_constant
+from methods.modules import ema_center, warmup_constant
 from methods.registry import get_method, method_names, resolve_hparams
+from methods.swav import sinkhorn
 from pipeline.engine import Interrupted, RunSpec, build_method, train
 from tests.conftest import needs_fmnist
 from tests.test_engine import _suite, _toy_dataset
