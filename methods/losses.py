@@ -119,10 +119,10 @@ def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-4,
 
 
 def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0, var_weight: float = 25.0,
-                cov_weight: float = 1.0) -> torch.Tensor:
-    """lambda * invariance + mu * variance + nu * covariance (VICReg eq. 6)."""
+                cov_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """lambda * invariance + mu * variance + nu * covariance (VICReg eq. 6), and the three terms."""
     t = vicreg_terms(z1, z2)
-    return sim_weight * t["invariance"] + var_weight * t["variance"] + cov_weight * t["covariance"]
+    return sim_weight * t["invariance"] + var_weight * t["variance"] + cov_weight * t["covariance"], t
 
 
 def soft_cross_entropy(targets: torch.Tensor, logits: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from bench.distributed import gather_with_grad
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
-from methods.losses import vicreg_terms
+from methods.losses import vicreg_loss
 from methods.modules import mlp, per_view
 from methods.registry import register
 
@@ -57,7 +57,6 @@ class VICReg(Method):
     def training_step(self, batch: Batch) -> StepOutput:
         v1, v2 = batch.views[:2]
         z1, z2 = per_view(self.projector, *per_view(self.backbone, v1, v2))
-        t = vicreg_terms(gather_with_grad(z1), gather_with_grad(z2))
         hp = self.hp
-        loss = hp.sim_weight * t["invariance"] + hp.var_weight * t["variance"] + hp.cov_weight * t["covariance"]
+        loss, t = vicreg_loss(gather_with_grad(z1), gather_with_grad(z2), hp.sim_weight, hp.var_weight, hp.cov_weight)
         return StepOutput(loss, {k: v.detach() for k, v in t.items()}, z1)
