@@ -1,0 +1,326 @@
+"""ImageNet-style folders streamed at bounded memory (issue 17, the standalone parts).
+
+- ``write_index(root)`` scans ``root/train/<class>/*`` and ``root/val/<class>/*`` (JPEG/PNG) into
+  ``root/index.json``: the class list (sorted folder names) and, per split, relative paths and
+  labels. Paths only: the index is ~50 B an image (ImageNet-1k: ~70 MB of JSON), nothing decoded.
+- ``filter_classes(index, IMAGENET100)`` keeps CMC's ImageNet-100 (labels re-numbered);
+  ``filter_files(index, list_path)`` keeps the train files of SimCLR's ``imagenet_subsets/
+  1percent.txt`` / ``10percent.txt`` (one ``n01440764_10026.JPEG`` per line; read from a path the
+  user gives, the lists are not in this repository).
+- ``FolderStream`` decodes a batch at a time from the files in a thread pool (PIL releases the GIL
+  while decoding), with JPEG draft mode (DCT-domain 1/2, 1/4, 1/8 down-scaling) when the target is
+  much smaller than the source. Pretraining: one RandomResizedCrop per view on the ORIGINAL image
+  (the view's ``Augment.scale`` / ``ratio``, torchvision's ``get_params`` semantics) -> uint8
+  [B, 3, size, size] per view; ``finish_views`` then runs the rest of the recipe batched (flip,
+  jitter, grayscale, blur, solarize) with bench/views.py. Evaluation: shorter side to
+  ``round(res * 256 / 224)``, center crop ``res``.
+- ``shard_indices(n, rank, world_size, epoch, seed)``: a seeded permutation split
+  DistributedSampler-style (``perm[rank::world_size]``), disjoint across ranks.
+- ``export_fashion_mnist_folder`` and ``synthetic_folder`` write real / synthetic JPEG folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bench.views import Augment, ViewSpec, augment
+
+INDEX_NAME = "index.json"
+SPLITS = ("train", "val")
+EXTENSIONS = (".jpeg", ".jpg", ".png")
+
+# CMC's ImageNet-100 (Tian et al. 2019), https://github.com/HobbitLong/CMC/blob/master/imagenet100.txt
+IMAGENET100 = (
+    "n02869837 n01749939 n02488291 n02107142 n13037406 n02091831 n04517823 n04589890 n03062245 n01773797 "
+    "n01735189 n07831146 n07753275 n03085013 n04485082 n02105505 n01983481 n02788148 n03530642 n04435653 "
+    "n02086910 n02859443 n13040303 n03594734 n02085620 n02099849 n01558993 n04493381 n02109047 n04111531 "
+    "n02877765 n04429376 n02009229 n01978455 n02106550 n01820546 n01692333 n07714571 n02974003 n02114855 "
+    "n03785016 n03764736 n03775546 n02087046 n07836838 n04099969 n04592741 n03891251 n02701002 n03379051 "
+    "n02259212 n07715103 n03947888 n04026417 n02326432 n03637318 n01980166 n02113799 n02086240 n03903868 "
+    "n02483362 n04127249 n02089973 n03017168 n02093428 n02804414 n02396427 n04418357 n02172182 n01729322 "
+    "n02113978 n03787032 n02089867 n02119022 n03777754 n04238763 n02231487 n03032252 n02138441 n02104029 "
+    "n03837869 n03494278 n04136333 n03794056 n03492542 n02018207 n04067472 n03930630 n03584829 n02123045 "
+    "n04229816 n02100583 n03642806 n04336792 n03259280 n02116738 n02108089 n03424325 n01855672 n02090622"
+).split()
+
+FASHION_CLASSES = ("0_tshirt", "1_trouser", "2_pullover", "3_dress", "4_coat",
+                   "5_sandal", "6_shirt", "7_sneaker", "8_bag", "9_boot")
+
+
+# --------------------------------------------------------------------------- index
+
+def scan(root: Path | str) -> dict:
+    """The index of an ImageFolder tree, without writing it."""
+    root = Path(root)
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    index = {"root": str(root), "classes": classes}
+    for split in SPLITS:
+        files, labels = [], []
+        for label, cls in enumerate(classes):
+            folder = root / split / cls
+            if not folder.is_dir():
+                continue
+            for f in sorted(folder.iterdir()):
+                if f.suffix.lower() in EXTENSIONS:
+                    files.append(f"{split}/{cls}/{f.name}")
+                    labels.append(label)
+        index[split] = {"files": files, "labels": labels}
+    return index
+
+
+def write_index(root: Path | str, path: Path | str | None = None) -> Path:
+    """Scan ``root`` and write its index (default ``root/index.json``); returns the path."""
+    index = scan(root)
+    out = Path(path) if path else Path(root) / INDEX_NAME
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(index, separators=(",", ":")))
+    tmp.replace(out)
+    return out
+
+
+def read_index(path: Path | str) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / INDEX_NAME
+    index = json.loads(path.read_text())
+    if (path.parent / "train").is_dir():  # an index inside its folder follows the folder when moved
+        index["root"] = str(path.parent)
+    return index
+
+
+def filter_classes(index: dict, keep) -> dict:
+    """Keep the classes in ``keep`` (e.g. ``IMAGENET100``); labels re-numbered in sorted order."""
+    keep = set(keep)
+    classes = [c for c in index["classes"] if c in keep]
+    old_to_new = {index["classes"].index(c): i for i, c in enumerate(classes)}
+    out = {"root": index["root"], "classes": classes}
+    for split in SPLITS:
+        pairs = [(f, old_to_new[lb]) for f, lb in zip(index[split]["files"], index[split]["labels"])
+                 if lb in old_to_new]
+        out[split] = {"files": [f for f, _ in pairs], "labels": [lb for _, lb in pairs]}
+    return out
+
+
+def read_file_list(path: Path | str) -> set[str]:
+    """SimCLR's semi lists: one file name a line (``n01440764_10026.JPEG``)."""
+    return {Path(line.strip()).name for line in Path(path).read_text().splitlines() if line.strip()}
+
+
+def filter_files(index: dict, file_list, split: str = "train") -> dict:
+    """Keep the ``split`` files whose base name is in ``file_list`` (a set, or a path to a list)."""
+    names = read_file_list(file_list) if isinstance(file_list, (str, Path)) else set(file_list)
+    out = dict(index)
+    pairs = [(f, lb) for f, lb in zip(index[split]["files"], index[split]["labels"])
+             if f.rsplit("/", 1)[-1] in names]
+    out[split] = {"files": [f for f, _ in pairs], "labels": [lb for _, lb in pairs]}
+    return out
+
+
+# --------------------------------------------------------------------------- sharding
+
+def shard_indices(n: int, rank: int, world_size: int, epoch: int, seed: int, even: bool = False) -> list[int]:
+    """This rank's indices of a seeded epoch permutation (``perm[rank::world_size]``).
+
+    Shards are disjoint and together cover the epoch. ``even=True`` drops the last
+    ``n % world_size`` so every rank has the same count (equal step counts under DDP)."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside world_size {world_size}")
+    gen = torch.Generator().manual_seed(int(seed) * 100003 + int(epoch))
+    perm = torch.randperm(n, generator=gen)
+    if even:
+        perm = perm[: n - n % world_size]
+    return perm[rank::world_size].tolist()
+
+
+# --------------------------------------------------------------------------- crops
+
+def rrc_params(width: int, height: int, scale, ratio, rng: random.Random) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of a RandomResizedCrop, torchvision's ``get_params`` rule: area fraction
+    uniform in ``scale``, log aspect (w/h) uniform in ``ratio``, 10 tries, then a center crop
+    with the aspect clamped to ``ratio``."""
+    area = width * height
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return rng.randint(0, height - h), rng.randint(0, width - w), h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        h, w = height, int(round(height * max(ratio)))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def _to_tensor(img: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def _open(path: Path, request: tuple[int, int] | None, draft: bool) -> tuple[Image.Image, float, float]:
+    """Open with (optional) JPEG draft so that the decoded image is at least ``request``;
+    returns the image and the x / y factors from original to decoded pixels."""
+    img = Image.open(path)
+    w0, h0 = img.size
+    if draft and request is not None and img.format == "JPEG":
+        img.draft("RGB", (max(1, request[0]), max(1, request[1])))
+    img = img.convert("RGB")
+    return img, img.size[0] / w0, img.size[1] / h0
+
+
+def decode_crops(path: Path | str, crops: tuple[Augment, ...], rng: random.Random,
+                 draft: bool = True) -> list[torch.Tensor]:
+    """One RandomResizedCrop per view on the original image -> uint8 [3, size, size] each."""
+    with Image.open(path) as probe:
+        w0, h0 = probe.size
+    boxes = [rrc_params(w0, h0, a.scale, a.ratio, rng) for a in crops]
+    # the decode must keep every crop at >= its output size: the smallest source/target ratio wins
+    need = max(max(a.size / b[3], a.size / b[2]) for a, b in zip(crops, boxes))
+    img, fx, fy = _open(Path(path), (math.ceil(w0 * need), math.ceil(h0 * need)), draft)
+    out = []
+    for a, (top, left, h, w) in zip(crops, boxes):
+        box = (left * fx, top * fy, (left + w) * fx, (top + h) * fy)
+        out.append(_to_tensor(img.resize((a.size, a.size), Image.BILINEAR, box=box)))
+    return out
+
+
+def eval_size(res: int) -> int:
+    """The shorter side before the center crop: 256 at 224, scaled with the resolution."""
+    return int(round(res * 256 / 224))
+
+
+def decode_eval(path: Path | str, res: int, draft: bool = True) -> torch.Tensor:
+    """Resize the shorter side to ``eval_size(res)``, center-crop ``res`` (torchvision's
+    Resize + CenterCrop on PIL, bilinear) -> uint8 [3, res, res]."""
+    short = eval_size(res)
+    with Image.open(path) as probe:
+        w0, h0 = probe.size
+    if w0 <= h0:
+        nw, nh = short, int(short * h0 / w0)
+    else:
+        nw, nh = int(short * w0 / h0), short
+    img, _, _ = _open(Path(path), (nw, nh), draft)
+    img = img.resize((nw, nh), Image.BILINEAR)
+    top, left = int(round((nh - res) / 2.0)), int(round((nw - res) / 2.0))
+    return _to_tensor(img.crop((left, top, left + res, top + res)))
+
+
+def _image_seed(seed: int, epoch: int, index: int) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{seed}/{epoch}/{index}".encode(), digest_size=8).digest(), "little")
+
+
+# --------------------------------------------------------------------------- streaming
+
+class FolderStream:
+    """Batches decoded from an index's files, one batch (plus ``prefetch``) in memory at a time.
+
+    ``pretrain_batches(indices, batch, spec, epoch)`` yields (views, labels): ``views`` a list of
+    uint8 [B, 3, s, s] per crop of ``spec``, already RandomResizedCrop-ed; pass them through
+    ``finish_views``. ``eval_batches(indices, batch, res)`` yields (uint8 [B, 3, res, res], labels).
+    """
+
+    def __init__(self, index: dict, split: str = "train", threads: int = 2, seed: int = 0,
+                 draft: bool = True, prefetch: int = 1):
+        self.root = Path(index["root"])
+        self.files = index[split]["files"]
+        self.labels = index[split]["labels"]
+        self.classes = index["classes"]
+        self.threads, self.seed, self.draft, self.prefetch = threads, seed, draft, prefetch
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _pretrain_one(self, i: int, crops, epoch: int) -> list[torch.Tensor]:
+        return decode_crops(self.root / self.files[i], crops, random.Random(_image_seed(self.seed, epoch, i)),
+                            self.draft)
+
+    def _batches(self, indices, batch: int, work):
+        chunks = [list(indices[k: k + batch]) for k in range(0, len(indices), batch)]
+        with ThreadPoolExecutor(self.threads) as pool:
+            pending = []
+            for chunk in chunks:
+                pending.append((chunk, [pool.submit(work, i) for i in chunk]))
+                if len(pending) > self.prefetch:
+                    yield self._collect(*pending.pop(0))
+            for item in pending:
+                yield self._collect(*item)
+
+    def _collect(self, chunk, futures):
+        results = [f.result() for f in futures]
+        labels = torch.tensor([self.labels[i] for i in chunk], dtype=torch.long)
+        if isinstance(results[0], list):
+            return [torch.stack(v) for v in zip(*results)], labels
+        return torch.stack(results), labels
+
+    def pretrain_batches(self, indices, batch: int, spec: ViewSpec, epoch: int = 0):
+        yield from self._batches(indices, batch, lambda i: self._pretrain_one(i, spec.crops, epoch))
+
+    def eval_batches(self, indices, batch: int, res: int):
+        yield from self._batches(indices, batch, lambda i: decode_eval(self.root / self.files[i], res, self.draft))
+
+
+def finish_views(views_u8: list[torch.Tensor], spec: ViewSpec, gen: torch.Generator) -> list[torch.Tensor]:
+    """The rest of each view's recipe, batched (flip, jitter, grayscale, blur, solarize), on crops
+    already made at decode time: bench.views.augment with an identity crop. Floats in [0, 1]."""
+    out = []
+    for x, aug in zip(views_u8, spec.crops):
+        ident = replace(aug, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+        out.append(augment(x.float().div_(255), ident, gen))
+    return out
+
+
+# --------------------------------------------------------------------------- writers
+
+def export_fashion_mnist_folder(out_root: Path | str, source_dir: Path | str = "/usr/share/datasets/fashion-mnist",
+                                limit: int | None = None, quality: int = 95) -> Path:
+    """Fashion-MNIST as a JPEG ImageFolder: train/ (60k) and val/ (the 10k test set), 10 class
+    folders named ``<label>_<name>`` so that sorted order is label order. ``limit`` caps each split."""
+    from bench.data import _read_idx
+
+    out_root, source_dir = Path(out_root), Path(source_dir)
+    sources = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+               "val": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+    for split, (img_name, lbl_name) in sources.items():
+        images, labels = _read_idx(source_dir / img_name), _read_idx(source_dir / lbl_name)
+        n = len(images) if limit is None else min(limit, len(images))
+        for cls in FASHION_CLASSES:
+            (out_root / split / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(images[i]).save(out_root / split / FASHION_CLASSES[labels[i]] / f"{i:05d}.jpg",
+                                            quality=quality)
+    return out_root
+
+
+def synthetic_folder(out_root: Path | str, n_images: int, classes: int | list[str] = 10, seed: int = 0,
+                     val_fraction: float = 0.1, sides: tuple[int, int] = (200, 500)) -> Path:
+    """JPEGs of mixed sizes and aspect ratios in ImageNet's layout: train/<wnid>/<wnid>_<k>.JPEG,
+    val/<wnid>/ILSVRC2012_val_<k>.JPEG. ``classes`` is a count (fake wnids) or a wnid list."""
+    out_root = Path(out_root)
+    wnids = [f"n{10000000 + i:08d}" for i in range(classes)] if isinstance(classes, int) else list(classes)
+    rng = np.random.default_rng(seed)
+    n_val = int(round(n_images * val_fraction))
+    for k in range(n_images):
+        cls = wnids[k % len(wnids)]
+        split = "val" if k < n_val else "train"
+        name = f"ILSVRC2012_val_{k + 1:08d}.JPEG" if split == "val" else f"{cls}_{k}.JPEG"
+        w, h = (int(v) for v in rng.integers(sides[0], sides[1] + 1, size=2))
+        base = rng.integers(0, 256, size=(max(2, h // 32), max(2, w // 32), 3), dtype=np.uint8)
+        img = Image.fromarray(base).resize((w, h), Image.BILINEAR)
+        folder = out_root / split / cls
+        folder.mkdir(parents=True, exist_ok=True)
+        img.save(folder / name, quality=90)
+    return out_root
