@@ -117,3 +117,15 @@ def test_fashion_mnist_export_round_trips(tmp_path):
         assert lb == lbl[i]
         errs.append(np.abs(np.asarray(Image.open(tmp_path / f).convert("L"), dtype=np.int16) - src[i]).mean())
     assert np.mean(errs) < 3
+
+
+def test_draft_decode_is_close_to_a_full_decode(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "big.jpg"
+    Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).resize((1600, 1200), Image.BILINEAR).save(
+        path, quality=95)
+    crops = (folders.Augment(112, scale=(0.5, 1.0)),)
+    fast, full = (folders.decode_crops(path, crops, random.Random(1), draft=d)[0].float() for d in (True, False))
+    assert fast.shape == (3, 112, 112) and (fast - full).abs().mean() < 1.5
+    fast, full = (folders.decode_eval(path, 112, draft=d).float() for d in (True, False))
+    assert (fast - full).abs().mean() < 1.5
