@@ -45,7 +45,6 @@ from methods.modules import (
     frozen_copy,
     grouped_batchnorm,
     mlp,
-    plain_batchnorm,
     scale_length,
     scale_momentum,
 )
@@ -90,13 +89,8 @@ class MomentumContrast(Method):
         groups = min(self.hp.shuffle_bn_groups, len(x))
         perm = torch.randperm(len(x), device=x.device, generator=gen)
         shuffled = x[perm]
-        if groups == 1:
+        with grouped_batchnorm(self.key, groups):  # each BN layer runs chunk by chunk, whatever its kind
             keys = self.key(shuffled)
-        elif plain_batchnorm(self.key):
-            with grouped_batchnorm(self.key, groups):
-                keys = self.key(shuffled)
-        else:  # another BN (e.g. synchronised across workers): one pass per chunk
-            keys = torch.cat([self.key(chunk) for chunk in shuffled.chunk(groups)])
         return F.normalize(keys[torch.argsort(perm)].float(), dim=1)
 
     def training_step(self, batch: Batch) -> StepOutput:

@@ -369,18 +369,11 @@ def grouped_batchnorm(module: nn.Module, groups: int):
             del bn.forward
 
 
-def plain_batchnorm(module: nn.Module) -> bool:
-    """True when every BN layer of ``module`` is a plain BatchNorm1d/2d (not synchronised across
-    workers), so ``grouped_batchnorm`` applies."""
-    return all(type(m) in (nn.BatchNorm1d, nn.BatchNorm2d)
-               for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
-
-
 def per_view(module: nn.Module, *views: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """``module`` on each view, as separate calls (the authors' code: BN statistics per view), run
     as one batched pass with per-view BN where the views have one shape: same outputs, gradients
     and running statistics, and faster on small batches."""
-    if len(views) == 1 or not plain_batchnorm(module) or len({v.shape for v in views}) > 1:
+    if len(views) == 1 or len({v.shape for v in views}) > 1:
         return tuple(module(v) for v in views)
     with grouped_batchnorm(module, len(views)):
         return module(torch.cat(views)).chunk(len(views))
