@@ -35,6 +35,7 @@ PRETRAIN_SOURCES = (
     "methods/base.py",
     "methods/losses.py",
     "methods/modules.py",
+    "evaluations/diagnostics.py",
 )
 
 

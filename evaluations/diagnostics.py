@@ -1,4 +1,5 @@
-"""Representation diagnostics: alignment and uniformity (Wang & Isola 2020, arXiv 2005.10242).
+"""Representation diagnostics: alignment and uniformity (Wang & Isola 2020, arXiv 2005.10242),
+and the collapse measures the engine logs during training (:func:`collapse_metrics`).
 
 On L2-normalised features ``f``: alignment = E ||f(x) - f(x+)||^alpha over positive pairs
 (alpha = 2; lower = views of one image land closer), uniformity = log E exp(-t ||f(x) - f(y)||^2)
@@ -56,3 +57,14 @@ def representation_diagnostics(encoder: torch.nn.Module, dataset, resolution: in
         z2.append(b)
     encoder.train(was_training)
     return {**alignment_uniformity(torch.cat(z1), torch.cat(z2)), "diagnostics_images": n}
+
+
+def collapse_metrics(z: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-channel std of L2-normalised embeddings (collapse -> 0; healthy ~ 1/sqrt(d))
+    and effective rank (exp of the entropy of the normalised singular values)."""
+    z = F.normalize(z.detach().float(), dim=1)
+    std = z.std(dim=0).mean()
+    s = torch.linalg.svdvals(z - z.mean(dim=0))
+    p = s / s.sum().clamp_min(1e-12)
+    rank = torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())
+    return {"embed_std": std, "embed_std_ideal": torch.tensor(1 / math.sqrt(z.shape[1])), "eff_rank": rank}

@@ -24,7 +24,7 @@ def train_linear(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int,
     The step is ``torch.optim.SGD``'s (momentum, weight decay on weight and bias, no
     dampening) with the softmax cross-entropy gradient written out, ``(softmax - onehot) / B``:
     without autograd's and the optimizer's per-step overhead, the tiny suite's 4,700 steps
-    take a third of the time (tests/test_knn_linear.py checks it against the autograd step).
+    take a third of the time (tests/evaluations/test_knn_linear.py checks it against the autograd step).
     """
     gen = torch.Generator().manual_seed(seed)
     mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)

@@ -6,7 +6,7 @@ Mechanism: the image is cut into an overlapping grid of patches
 (:func:`methods.modules.patch_grid`); every patch is encoded on its own by the
 backbone (all patches of the batch in one batched call) into z[r, c]; an
 autoregressive, PixelCNN-style masked-convolution context network
-(:class:`methods.modules.AutoregressiveContext`) summarises, for every grid cell,
+(:class:`AutoregressiveContext`) summarises, for every grid cell,
 the rows at and above it into c[r, c]; a linear map W_k per offset k predicts
 z[r + k, c] from c[r, c], for K offsets starting at the first row whose patch shares
 no pixel with the context patch (k = 2, 3, 4 at 50 % overlap); InfoNCE
@@ -64,13 +64,46 @@ import copy
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 from torch.func import functional_call
 
 from bench.views import Augment, ViewSpec
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import cpc_info_nce
-from methods.modules import AutoregressiveContext, patch_grid
+from methods.modules import patch_grid
 from methods.registry import register
+
+
+class MaskedConv2d(nn.Conv2d):
+    """PixelCNN-style masked convolution over a grid: the output at row r sees input
+    rows <= r only (kernel rows below the centre are zero; the centre row is kept,
+    because CPC predicts rows strictly below the context)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3):
+        super().__init__(in_ch, out_ch, kernel, padding=kernel // 2)
+        mask = torch.ones_like(self.weight)
+        mask[:, :, kernel // 2 + 1 :, :] = 0
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.weight * self.mask, self.bias)
+
+
+class AutoregressiveContext(nn.Module):
+    """CPC's context network: residual blocks (1x1 -> masked 3x3 -> 1x1) over the patch
+    grid [B, D, G, G]; context c[r, col] summarises rows <= r (every column)."""
+
+    def __init__(self, dim: int, hidden: int, blocks: int = 3):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.ReLU(), nn.Conv2d(dim, hidden, 1), nn.ReLU(), MaskedConv2d(hidden, hidden, 3),
+                          nn.ReLU(), nn.Conv2d(hidden, dim, 1))
+            for _ in range(blocks))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            z = z + block(z)
+        return z
 
 
 @dataclass(frozen=True)
@@ -105,7 +138,7 @@ class CPCv2(Method):
             raise SSLBenchError(f"cpc_v2: a {self.grid}x{self.grid} patch grid cannot predict {hp.steps} rows "
                                 f"ahead from row {first}; lower steps or patch_size.")
         self.context = AutoregressiveContext(dim, dim, hp.context_blocks)
-        self.predictors = torch.nn.ModuleList(torch.nn.Linear(dim, dim, bias=False) for _ in range(hp.steps))
+        self.predictors = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(hp.steps))
         # BN running statistics of whole images, kept apart from the patch ones the trunk trains with
         self.image_stats = BufferDict({n: b for n, b in backbone.named_buffers()})
 
@@ -160,14 +193,14 @@ class CPCv2(Method):
                             (images.contiguous(memory_format=torch.channels_last),))
 
     @property
-    def encoder(self) -> torch.nn.Module:
+    def encoder(self) -> nn.Module:
         """The backbone with BN running statistics of whole images (what evaluations feed it)."""
         encoder = copy.deepcopy(self.backbone)
         encoder.load_state_dict(dict(self.image_stats.items()), strict=False)
         return encoder
 
 
-class BufferDict(torch.nn.Module):
+class BufferDict(nn.Module):
     """Named buffers (dots allowed in names) saved with the method's state."""
 
     def __init__(self, buffers: dict[str, torch.Tensor]):

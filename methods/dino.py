@@ -77,17 +77,68 @@ from bench.views import ViewSpec, dino_views, scaled_crop_size
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import dino_loss
 from methods.modules import (
-    DINOHead,
     cosine_increase,
-    ema_center,
     ema_update,
     frozen_copy,
     is_vit,
     multicrop_forward,
     scale_momentum,
-    warmup_constant,
 )
 from methods.registry import register
+
+
+class NormalizedLinear(nn.Module):
+    """Linear layer without bias, weight-normalised: rows L2-normalised in the forward
+    pass times a per-row gain, fixed to 1 (DINO's ``norm_last_layer``) or learned from 1."""
+
+    def __init__(self, in_dim: int, out_dim: int, learn_gain: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_dim, in_dim))
+        nn.init.trunc_normal_(self.weight, std=0.02)
+        self.gain = nn.Parameter(torch.ones(out_dim, 1)) if learn_gain else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = nn.functional.normalize(self.weight, dim=1)
+        return nn.functional.linear(x, weight if self.gain is None else weight * self.gain)
+
+
+class DINOHead(nn.Module):
+    """DINO's projection head: ``layers``-layer MLP (GELU, BN if ``use_bn``) to a bottleneck, L2
+    normalisation, then a weight-normalised linear layer to ``out_dim`` logits (its gain
+    learned unless ``norm_last_layer``)."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256,
+                 layers: int = 3, norm_last_layer: bool = True, use_bn: bool = False):
+        super().__init__()
+        mods: list[nn.Module] = []
+        dim = in_dim
+        for _ in range(layers - 1):
+            mods += [nn.Linear(dim, hidden_dim)] + [nn.BatchNorm1d(hidden_dim)] * use_bn + [nn.GELU()]
+            dim = hidden_dim
+        mods.append(nn.Linear(dim, bottleneck_dim))
+        self.mlp = nn.Sequential(*mods)
+        for m in self.mlp:
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+        self.last_layer = NormalizedLinear(bottleneck_dim, out_dim, learn_gain=not norm_last_layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last_layer(nn.functional.normalize(self.mlp(x), dim=-1))
+
+
+@torch.no_grad()
+def ema_center(center: torch.Tensor, teacher_logits: torch.Tensor, momentum: float) -> torch.Tensor:
+    """DINO's centering: c <- m c + (1 - m) mean over the batch of the teacher's outputs."""
+    return center * momentum + teacher_logits.float().mean(dim=0, keepdim=True) * (1 - momentum)
+
+
+def warmup_constant(start: float, end: float, progress: float, warmup: float) -> float:
+    """Linear from ``start`` to ``end`` over the first ``warmup`` fraction, then ``end``
+    (DINO's teacher temperature: 0.04 -> 0.07 over 30 of 100 epochs)."""
+    if warmup <= 0 or progress >= warmup:
+        return end
+    return start + (end - start) * max(0.0, progress) / warmup
 
 
 @dataclass(frozen=True)

@@ -120,74 +120,6 @@ class FeatureQueue(nn.Module):
         self.ptr.copy_((self.ptr + n) % length)
 
 
-def collapse_metrics(z: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-channel std of L2-normalised embeddings (collapse -> 0; healthy ~ 1/sqrt(d))
-    and effective rank (exp of the entropy of the normalised singular values)."""
-    z = nn.functional.normalize(z.detach().float(), dim=1)
-    std = z.std(dim=0).mean()
-    s = torch.linalg.svdvals(z - z.mean(dim=0))
-    p = s / s.sum().clamp_min(1e-12)
-    rank = torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())
-    return {"embed_std": std, "embed_std_ideal": torch.tensor(1 / math.sqrt(z.shape[1])), "eff_rank": rank}
-
-
-# --- part 2: Sinkhorn (SwAV), DINO head / centering / schedules -------------------------------
-
-
-class NormalizedLinear(nn.Module):
-    """Linear layer without bias, weight-normalised: rows L2-normalised in the forward
-    pass times a per-row gain, fixed to 1 (DINO's ``norm_last_layer``) or learned from 1."""
-
-    def __init__(self, in_dim: int, out_dim: int, learn_gain: bool = False):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(out_dim, in_dim))
-        nn.init.trunc_normal_(self.weight, std=0.02)
-        self.gain = nn.Parameter(torch.ones(out_dim, 1)) if learn_gain else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = nn.functional.normalize(self.weight, dim=1)
-        return nn.functional.linear(x, weight if self.gain is None else weight * self.gain)
-
-
-class DINOHead(nn.Module):
-    """DINO's projection head: ``layers``-layer MLP (GELU, BN if ``use_bn``) to a bottleneck, L2
-    normalisation, then a weight-normalised linear layer to ``out_dim`` logits (its gain
-    learned unless ``norm_last_layer``)."""
-
-    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256,
-                 layers: int = 3, norm_last_layer: bool = True, use_bn: bool = False):
-        super().__init__()
-        mods: list[nn.Module] = []
-        dim = in_dim
-        for _ in range(layers - 1):
-            mods += [nn.Linear(dim, hidden_dim)] + [nn.BatchNorm1d(hidden_dim)] * use_bn + [nn.GELU()]
-            dim = hidden_dim
-        mods.append(nn.Linear(dim, bottleneck_dim))
-        self.mlp = nn.Sequential(*mods)
-        for m in self.mlp:
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
-        self.last_layer = NormalizedLinear(bottleneck_dim, out_dim, learn_gain=not norm_last_layer)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.last_layer(nn.functional.normalize(self.mlp(x), dim=-1))
-
-
-@torch.no_grad()
-def ema_center(center: torch.Tensor, teacher_logits: torch.Tensor, momentum: float) -> torch.Tensor:
-    """DINO's centering: c <- m c + (1 - m) mean over the batch of the teacher's outputs."""
-    return center * momentum + teacher_logits.float().mean(dim=0, keepdim=True) * (1 - momentum)
-
-
-def warmup_constant(start: float, end: float, progress: float, warmup: float) -> float:
-    """Linear from ``start`` to ``end`` over the first ``warmup`` fraction, then ``end``
-    (DINO's teacher temperature: 0.04 -> 0.07 over 30 of 100 epochs)."""
-    if warmup <= 0 or progress >= warmup:
-        return end
-    return start + (end - start) * max(0.0, progress) / warmup
-
-
 # --- first-generation contrastive methods: memory bank, NCE partition, views, patches ---
 
 
@@ -274,43 +206,10 @@ def initialise_banks(hp, batches, embed, *banks: MemoryBank) -> None:
             bank.fill(idx, zi)
 
 
-# sRGB (D65) <-> CIE Lab, as skimage.color.rgb2lab (CMC's L / ab views)
 def patch_grid(x: torch.Tensor, patch: int, stride: int) -> torch.Tensor:
     """Overlapping patches [B, G, G, C, patch, patch] of ``x`` [B, C, H, W], row-major
     (grid row r covers pixels r * stride .. r * stride + patch - 1); G = (H - patch) // stride + 1."""
     return x.unfold(2, patch, stride).unfold(3, patch, stride).permute(0, 2, 3, 1, 4, 5)
-
-
-class MaskedConv2d(nn.Conv2d):
-    """PixelCNN-style masked convolution over a grid: the output at row r sees input
-    rows <= r only (kernel rows below the centre are zero; the centre row is kept,
-    because CPC predicts rows strictly below the context)."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3):
-        super().__init__(in_ch, out_ch, kernel, padding=kernel // 2)
-        mask = torch.ones_like(self.weight)
-        mask[:, :, kernel // 2 + 1 :, :] = 0
-        self.register_buffer("mask", mask)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.weight * self.mask, self.bias)
-
-
-class AutoregressiveContext(nn.Module):
-    """CPC's context network: residual blocks (1x1 -> masked 3x3 -> 1x1) over the patch
-    grid [B, D, G, G]; context c[r, col] summarises rows <= r (every column)."""
-
-    def __init__(self, dim: int, hidden: int, blocks: int = 3):
-        super().__init__()
-        self.blocks = nn.ModuleList(
-            nn.Sequential(nn.ReLU(), nn.Conv2d(dim, hidden, 1), nn.ReLU(), MaskedConv2d(hidden, hidden, 3),
-                          nn.ReLU(), nn.Conv2d(hidden, dim, 1))
-            for _ in range(blocks))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            z = z + block(z)
-        return z
 
 
 class ResidualEmbed(nn.Module):

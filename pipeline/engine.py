@@ -48,9 +48,8 @@ from bench.runs import (
     write_record,
 )
 from bench.views import ViewGenerator
-from evaluations.diagnostics import representation_diagnostics
+from evaluations.diagnostics import collapse_metrics, representation_diagnostics
 from methods.base import Batch, Context, Method
-from methods.modules import collapse_metrics
 from methods.registry import get_method
 
 

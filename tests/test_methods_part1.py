@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from bench.config import Params, load_suite
 from bench.data import Dataset, Split
 from methods.cmc import lab_to_rgb, rgb_to_lab
+from methods.cpc_v2 import AutoregressiveContext
 from methods.losses import (
     cpc_info_nce,
     global_local_info_nce,
@@ -20,7 +21,7 @@ from methods.losses import (
     nce_loss,
     softmax_embedding_loss,
 )
-from methods.modules import AutoregressiveContext, MemoryBank, PartitionEstimate, patch_grid
+from methods.modules import MemoryBank, PartitionEstimate, patch_grid
 from methods.pirl import jigsaw
 from methods.registry import get_method, method_names, resolve_hparams
 from pipeline.engine import RunSpec, train

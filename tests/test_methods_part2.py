@@ -18,6 +18,7 @@ from bench.config import Params, load_suite
 from bench.errors import SSLBenchError
 from bench.views import ViewGenerator
 from methods.base import Context
+from methods.dino import ema_center, warmup_constant
 from methods.losses import (
     barlow_twins_loss,
     dino_loss,
@@ -28,7 +29,6 @@ from methods.losses import (
     vicreg_loss,
     vicreg_terms,
 )
-from methods.modules import ema_center, warmup_constant
 from methods.registry import get_method, method_names, resolve_hparams
 from methods.swav import sinkhorn
 from pipeline.engine import Interrupted, RunSpec, build_method, train
