@@ -93,6 +93,7 @@ def test_longer_budget_has_its_own_steps_and_momentum():
     assert momentum(320) == pytest.approx(1 - 1 / 32) and momentum(640) == pytest.approx(1 - 1 / 64)
 
 
+@pytest.mark.slow  # ~45 s; the sweep path is tested by test_sweep.py, the budget scaling by the test above
 @needs_fmnist
 def test_two_budget_smoke_sweep(workdir, ray_cluster):
     spec = workdir / "budget_smoke.yaml"

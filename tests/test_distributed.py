@@ -106,9 +106,9 @@ def _method_worker(rank, store, name, overrides, out):
 @pytest.mark.parametrize("name,overrides", [
     ("simclr", {}),
     ("mocov2", {"shuffle_bn_groups": 1}),  # one BN group: the keys' statistics are the whole batch's
-    ("mocov3", {}),
+    pytest.param("mocov3", {}, marks=pytest.mark.slow),  # slow: the default run keeps one EMA method (byol)
     ("byol", {}),
-    ("barlowtwins", {}),
+    pytest.param("barlowtwins", {}, marks=pytest.mark.slow),  # slow: no cross-batch state beyond simclr's
 ])
 def test_two_workers_train_what_one_process_trains(name, overrides, tmp_path):
     """Same global batch: mean loss, averaged gradients and the state after the step (EMA
