@@ -29,7 +29,7 @@ if "family" not in board:  # older boards: the registry says
 board = board.assign(family=board["family"].fillna("unregistered"))
 protocols = tables.protocols_in(board)
 with pick_rank:
-    rank = widgets.pick("Rank by", protocols, default="linear", format_func=tables.PROTOCOL_LABELS.get,
+    rank = widgets.pick("Rank by", protocols, default=tables.schema.LINEAR, format_func=tables.PROTOCOL_LABELS.get,
                         key="rank_by", help="Rank (1 = best) by this protocol's mean over seeds")
 all_families, all_backbones = sorted(board["family"].unique()), sorted(board["backbone"].astype(str).unique())
 families = pick_family.multiselect("Method family", all_families, default=all_families, help="From the method registry")

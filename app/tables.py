@@ -147,7 +147,7 @@ def published_linear(paper: pd.DataFrame | None) -> pd.DataFrame:
     cols = ["method", PUBLISHED, "backbone", "pretrain_epochs", "batch_size", "source"]
     if paper is None or paper.empty:
         return pd.DataFrame(columns=cols)
-    sel = paper[(paper["dataset"] == REFERENCE_DATASET) & (paper["protocol"] == "linear")
+    sel = paper[(paper["dataset"] == REFERENCE_DATASET) & (paper["protocol"] == schema.LINEAR)
                 & (paper["metric"] == "top1")]
     sel = sel.sort_values(["method", "pretrain_epochs"], ascending=[True, False], na_position="last")
     best = sel.drop_duplicates("method").rename(columns={"value": PUBLISHED})
@@ -199,8 +199,8 @@ def leaderboard_table(board: pd.DataFrame, families: dict[str, str], paper: pd.D
     same_kind = [_backbone_family(b) == _backbone_family(pub["backbone"].get(m, "")) for m, b in
                  zip(board["method"], board["backbone"])]  # a ViT row is not compared with a ResNet-50 number
     out[PUBLISHED] = board["method"].map(pub[PUBLISHED]).astype("Float64").where(same_kind)
-    comparable = dataset == REFERENCE_DATASET and "linear" in board.columns
-    out[GAP] = (board["linear"] - out[PUBLISHED]).round(2) if comparable else pd.Series(pd.NA, index=out.index,
+    comparable = dataset == REFERENCE_DATASET and schema.LINEAR in board.columns
+    out[GAP] = (board[schema.LINEAR] - out[PUBLISHED]).round(2) if comparable else pd.Series(pd.NA, index=out.index,
                                                                                            dtype="Float64")
     sources = {m: describe_source(r) for m, r in pub.iterrows()}
     out[PUBLISHED_SOURCE] = board["method"].map(sources).fillna("").where(same_kind, "")

@@ -20,6 +20,7 @@ import yaml
 from bench.backbones import BackboneCfg
 from bench.data import DatasetCfg
 from bench.errors import SSLBenchError, choices
+from bench.protocols import FAMILIES, FAMILY_KNN, FAMILY_LINEAR
 from bench.schema import build
 
 SUITES_DIR = Path(__file__).parent / "suites"
@@ -114,8 +115,8 @@ class EvalCfg:
     linear: LinearCfg = field(default_factory=LinearCfg)
     semi: SemiCfg = field(default_factory=SemiCfg)
     transfer: TransferCfg = field(default_factory=TransferCfg)
-    protocols: list[str] = field(default_factory=lambda: ["knn", "linear"],
-                                 metadata={"choices_each": ("knn", "linear", "semi")})
+    protocols: list[str] = field(default_factory=lambda: [FAMILY_KNN, FAMILY_LINEAR],
+                                 metadata={"choices_each": FAMILIES})
     batch_size: int = field(default=1024, metadata={"positive": True, "doc": "feature extraction batch"})
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from bench.errors import SSLBenchError, choices
+from bench.protocols import SIMCLR_LISTS
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 INSTALL_HINT = "sudo apt-get install -y dataset-fashion-mnist"
@@ -229,7 +230,6 @@ def label_fraction_split(labels: torch.Tensor, fraction: float, seed: int = 0) -
     return torch.sort(torch.cat(picked)).values
 
 
-SIMCLR_LISTS = {"semi_1pct": "1percent.txt", "semi_10pct": "10percent.txt"}
 OWN_SPLIT = "sslbench class-balanced split, seed 0"
 
 

@@ -8,7 +8,9 @@ import csv
 import statistics
 from pathlib import Path
 
-PROTOCOLS = ("knn_k20", "linear")
+from bench.protocols import COMPLETE, KNN20, LINEAR
+
+PROTOCOLS = (KNN20, LINEAR)
 BASELINES = ("random", "pixels")
 NEVER = "never"
 
@@ -16,7 +18,7 @@ NEVER = "never"
 def read_rows(path: Path) -> list[dict]:
     """The sweep CSV's complete rows, numbers parsed (``value`` = budget multiple)."""
     with Path(path).open() as fh:
-        rows = [r for r in csv.DictReader(fh) if r.get("status") == "complete"]
+        rows = [r for r in csv.DictReader(fh) if r.get("status") == COMPLETE]
     for row in rows:
         for key in ("value", "images_seen", *PROTOCOLS):
             row[key] = float(row[key]) if row.get(key) not in (None, "") else None

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.io import atomic_write_text
+from bench.protocols import COMPLETE, KNN200, LINEAR
 
 COLUMNS = ["claim", "source", "our_numbers", "verdict", "rule", "sweep", "metric"]
 RULES = {  # the rule each mode of `verdict` applies, printed beside every verdict
@@ -30,7 +31,7 @@ class Claim:
     sweep: str
     better: str
     worse: str
-    metric: str = "linear"
+    metric: str = LINEAR
     mode: str = "greater"  # "greater", "not_less" (does not hurt) or "interior" (optimum inside the grid)
 
 
@@ -42,7 +43,7 @@ CLAIMS = [
     Claim("InstDisc: a larger memory does not hurt", "MoCo (arXiv 1911.05722) Fig. 3",
           "instdisc_memory", "max", "min", mode="not_less"),
     Claim("SimSiam: removing stop-gradient collapses", "SimSiam (arXiv 2011.10566) section 4.1",
-          "simsiam_stopgrad", "True", "False", metric="knn_k200"),
+          "simsiam_stopgrad", "True", "False", metric=KNN200),
     Claim("BYOL: target decay 0.99 beats 1.0", "BYOL (arXiv 2006.07733) section 5", "byol_decay", "0.99", "1.0"),
     Claim("BYOL: target decay 0.99 beats 0.0", "BYOL (arXiv 2006.07733) section 5", "byol_decay", "0.99", "0.0"),
     Claim("SimCLR: a projection head beats no head", "SimCLR (arXiv 2002.05709) section 4.2",
@@ -61,7 +62,7 @@ def _stats(values: list[float]) -> tuple[float, float]:
 def _arms(rows: list[dict], metric: str) -> dict[str, list[float]]:
     arms: dict[str, list[float]] = {}
     for row in rows:
-        if row.get("status", "complete") in ("complete", "") and row.get(metric, "") not in ("", None):
+        if row.get("status", COMPLETE) in (COMPLETE, "") and row.get(metric, "") not in ("", None):
             arms.setdefault(str(row["value"]), []).append(float(row[metric]))
     return arms
 

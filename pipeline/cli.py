@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from bench.errors import SSLBenchError
-from bench.protocols import BY_ID
+from bench.protocols import BY_ID, COMPLETE, std_column
 from bench.protocols import LABELS as PROTOCOL_LABELS
 
 
@@ -127,7 +127,7 @@ def cmd_show(args) -> None:
     from bench import paths
 
     suite, _ = _context(args)
-    path = paths.results_dir(suite.name) / "leaderboard.csv"
+    path = paths.leaderboard_path(suite.name)
     if not path.is_file():
         raise SSLBenchError(f"no leaderboard at '{path}'; run `dvc repro` (or `sslbench leaderboard`) first.")
     try:
@@ -222,7 +222,7 @@ def cmd_sweep(args) -> None:
     else:
         raise SSLBenchError("sweep needs a SPEC (bench/sweeps/*.yaml name or path) or --method with --grid.")
     rows = run_sweep(spec, Path.cwd())
-    done = sum(r["status"] == "complete" for r in rows)
+    done = sum(r["status"] == COMPLETE for r in rows)
     print(f"sweep {spec.name}: {done}/{len(rows)} trials complete -> {spec.out_dir}/{spec.name}.csv")
 
 
@@ -284,7 +284,7 @@ def print_leaderboard(board, suite_name: str) -> None:
         table.add_column(col)
     for _, row in board.iterrows():
         cells = [str(row.get("rank", "")), row["method"], row["backbone"]]
-        cells += [_mean_std(row[p], row[p + "_std"], BY_ID[p].decimals) for p in protocols]
+        cells += [_mean_std(row[p], row[std_column(p)], BY_ID[p].decimals) for p in protocols]
         cells += [str(row["n_seeds"]), f"{row['images_seen']:.0f}", f"{row['seconds']:.0f}", row["status"]]
         table.add_row(*cells)
     console = Console(width=shutil.get_terminal_size((200, 24)).columns)  # the terminal's (COLUMNS), else 200

@@ -36,6 +36,7 @@ from bench.io import atomic_torch_save
 from bench.optim import build_optimizer, lr_factor, set_lr
 from bench.precision import autocast_for
 from bench.progress import progress
+from bench.protocols import COMPLETE, DIVERGED
 from bench.runs import (
     ENCODER,
     METRICS,
@@ -150,7 +151,7 @@ def run_identity(spec: RunSpec, suite: Suite) -> str:
 def reusable_record(out: Path, digest: str) -> dict | None:
     """The finished record in ``out`` if it was made with this identity (the run is then reused)."""
     record = read_record(out / RUN_JSON, strict=False)
-    if record and record.get("config_hash") == digest and record.get("status") in ("complete", "diverged"):
+    if record and record.get("config_hash") == digest and record.get("status") in (COMPLETE, DIVERGED):
         return record
     return None
 
@@ -260,7 +261,7 @@ def train(spec: RunSpec, dataset: Dataset, stop_after: int | None = None, progre
     views = ViewGenerator(method.views(suite.resolution), dataset.mean, dataset.std, device)
     if not type(method).trains:  # baselines take no step, but ``initialise`` (random's BN statistics)
         _initialise(method, dataset.train.images, views, suite, device)
-        return _finish(out, method, record, 0, 0.0, 0.0, "complete", device, rank, dataset)
+        return _finish(out, method, record, 0, 0.0, 0.0, COMPLETE, device, rank, dataset)
 
     optimizer = build_optimizer(method.optimizer_cfg(), method.param_groups(), suite.train.batch_size)
     state = resume(out, digest, method, optimizer, rank)
@@ -288,7 +289,7 @@ def _loop(spec: RunSpec, suite: Suite, method: Method, optimizer, views: ViewGen
         _initialise(method, images, views, suite, device)
     labels = dataset.train.labels
     log_every, ckpt_every = suite.train.log_every, suite.train.checkpoint_every
-    status, diverged_step = "complete", None
+    status, diverged_step = COMPLETE, None
     limit_seconds = suite.budget.value if suite.budget.unit == "seconds" else None
     bar = progress(total=total or None, initial=state.step, desc=f"{spec.method} seed{spec.seed}", unit="step",
                    disable=not progress_bar or rank != 0, position=bar_position)
@@ -321,7 +322,7 @@ def _loop(spec: RunSpec, suite: Suite, method: Method, optimizer, views: ViewGen
                 if done.flops is not None:
                     state.flops_per_step = done.flops
                 if not done.finite:
-                    status, diverged_step = "diverged", step
+                    status, diverged_step = DIVERGED, step
                     break
                 result = done.result
                 state.step = step = step + 1
@@ -343,7 +344,7 @@ def _loop(spec: RunSpec, suite: Suite, method: Method, optimizer, views: ViewGen
                     save()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep the work done so far, then stop
         bar.close()
-        if status == "complete" and state.step and rank == 0:
+        if status == COMPLETE and state.step and rank == 0:
             save()
         raise
     except BaseException:
@@ -351,7 +352,7 @@ def _loop(spec: RunSpec, suite: Suite, method: Method, optimizer, views: ViewGen
         raise
     bar.close()
     state.seconds = time.perf_counter() - t_start
-    if status == "complete" and rank == 0:
+    if status == COMPLETE and rank == 0:
         _save(out, method, optimizer, state.step, state.seconds, state.flops_per_step, digest)
     return status, diverged_step
 
@@ -420,7 +421,7 @@ def _finish(out: Path, method: Method, record: dict, steps: int, seconds: float,
         "peak_mem_mb": round(peak_memory_mb(device), 1),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
-    if rank == 0 and status == "complete" and dataset is not None:
+    if rank == 0 and status == COMPLETE and dataset is not None:
         record.update(representation_diagnostics(method.encoder, dataset, record["resolution"], device,
                                                  autocast_for(device, record["precision"])))
     if rank == 0:

@@ -24,6 +24,7 @@ from bench.config import Params, Suite, with_precision
 from bench.data import Dataset
 from bench.io import atomic_write_text
 from bench.precision import median_seconds
+from bench.protocols import FAMILY_KNN, FAMILY_LINEAR, FAMILY_SEMI
 
 PARALLEL_SLOWDOWN = 1.1  # two one-thread runs side by side share memory bandwidth
 STAGE_OVERHEAD_S = 3.5  # process start, imports, data loading and DVC, per stage (workers forked)
@@ -93,11 +94,11 @@ def _evaluation_seconds(suite: Suite, dataset: Dataset, encoder, device, extract
     n_train, n_test = len(dataset.train), len(dataset.test)
     seconds = (n_train + n_test) * per_image
     protocols = suite.eval.protocols
-    if "knn" in protocols:  # top-k over the whole bank: about linear in train x test
+    if FAMILY_KNN in protocols:  # top-k over the whole bank: about linear in train x test
         seconds += 4.0 * (n_train * n_test) / (60000 * 10000)
-    if "linear" in protocols:
+    if FAMILY_LINEAR in protocols:
         seconds += 2.0 * suite.eval.linear.epochs * n_train / (20 * 60000)
-    if "semi" in protocols:
+    if FAMILY_SEMI in protocols:
         step = backbone_step(encoder, dataset, replace(suite, train=replace(suite.train,
                                                                             batch_size=suite.eval.semi.batch_size)),
                              device)

@@ -127,7 +127,7 @@ def leaderboard(rows: pd.DataFrame) -> pd.DataFrame:
         entry["precision"] = ",".join(sorted(set(precisions)))
         out.append(entry)
     board = pd.DataFrame(out)
-    key = next((p for p in ("linear", "knn_k20") if p in board), None)
+    key = next((p for p in (schema.LINEAR, schema.KNN20) if p in board), None)
     if key:
         board = board.sort_values(key, ascending=False, na_position="last")
         board.insert(0, "rank", board[key].rank(ascending=False, method="min").astype("Int64"))
@@ -228,7 +228,7 @@ def write_leaderboard(board: pd.DataFrame, directory: Path) -> None:
             atomic_write_text(plots / f"{protocol}.svg", bar_chart_svg(board, protocol))
 
 
-PLOTTED = ["linear", "knn_k20"]  # the board's static plots (``dvc plots show`` renders them offline)
+PLOTTED = [schema.LINEAR, schema.KNN20]  # the board's static plots (``dvc plots show`` renders them offline)
 
 
 def bar_chart_svg(board: pd.DataFrame, protocol: str) -> str:

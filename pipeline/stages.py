@@ -22,6 +22,17 @@ from bench.device import pick_device
 from bench.errors import SSLBenchError
 from bench.io import atomic_write_text, safe_torch_load
 from bench.precision import autocast_for
+from bench.protocols import (
+    COMPLETE,
+    FAMILY_KNN,
+    FAMILY_LINEAR,
+    FAMILY_SEMI,
+    LINEAR,
+    SEMI_1PCT,
+    SEMI_FRACTIONS,
+    knn_id,
+    requested,
+)
 from bench.runs import CHECKPOINT, ENCODER, RUN_JSON, read_record
 from bench.views import ViewGenerator
 from evaluations.features import cached, extract, file_digest
@@ -32,8 +43,6 @@ from methods.registry import get_method, resolve_hparams
 from pipeline.engine import RunSpec, build_method, train
 from pipeline.plan import Run, dataset_for, for_each_run, run_plan
 from pipeline.results import leaderboard, make_rows, read_rows, write_leaderboard, write_rows
-
-SEMI_FRACTIONS = {"semi_1pct": 0.01, "semi_10pct": 0.10}
 
 
 def prepare(suite: Suite) -> Path:
@@ -99,14 +108,8 @@ def evaluate_run(suite: Suite, run: Path, dataset: Dataset) -> list[dict]:
     """The suite's protocols on one run's backbone: kNN (each ``eval.knn.k``), linear probe and
     semi-supervised fine-tuning, as ``eval.protocols`` lists them; NaN rows if it diverged."""
     encoder, record = load_encoder(run)
-    wanted = []
-    if "knn" in suite.eval.protocols:
-        wanted += [f"knn_k{k}" for k in suite.eval.knn.k]
-    if "linear" in suite.eval.protocols:
-        wanted.append("linear")
-    if "semi" in suite.eval.protocols:
-        wanted += list(SEMI_FRACTIONS)
-    if record["status"] != "complete":
+    wanted = requested(suite.eval.protocols, suite.eval.knn.k)
+    if record["status"] != COMPLETE:
         return make_rows(record, {p: math.nan for p in wanted})
     device = pick_device(suite.device)
     precision = evaluation_precision(record, device)
@@ -123,13 +126,13 @@ def evaluate_run(suite: Suite, run: Path, dataset: Dataset) -> list[dict]:
     tr, te = feats["train"], feats["test"]
     ytr, yte = dataset.train.labels, dataset.test.labels
     metrics: dict[str, float] = {}
-    if "knn" in suite.eval.protocols:
+    if FAMILY_KNN in suite.eval.protocols:
         acc = knn_accuracy(tr, ytr, te, yte, suite.eval.knn.k, suite.eval.knn.temperature, dataset.num_classes)
-        metrics.update({f"knn_k{k}": v for k, v in acc.items()})
-    if "linear" in suite.eval.protocols:
-        metrics["linear"] = linear_probe(tr, ytr, te, yte, dataset.num_classes, suite.eval.linear,
+        metrics.update({knn_id(k): v for k, v in acc.items()})
+    if FAMILY_LINEAR in suite.eval.protocols:
+        metrics[LINEAR] = linear_probe(tr, ytr, te, yte, dataset.num_classes, suite.eval.linear,
                                          seed=record["seed"])["top1"]
-    if "semi" in suite.eval.protocols:
+    if FAMILY_SEMI in suite.eval.protocols:
         metrics.update(semi_supervised(suite, run, record, dataset, device, precision))
     rows = make_rows(record, metrics)
     label = own_split_label(suite)
@@ -187,7 +190,7 @@ def semi_supervised(suite: Suite, run: Path, record: dict, dataset: Dataset, dev
         if not split.is_file():
             raise SSLBenchError(f"split file '{split}' is missing; run `sslbench prepare --suite {suite.name}` first.")
         idx = torch.tensor([int(line) for line in split.read_text().split()])
-        epochs = cfg.epochs_1pct if name == "semi_1pct" else cfg.epochs_10pct
+        epochs = cfg.epochs_1pct if name == SEMI_1PCT else cfg.epochs_10pct
         acc = finetune(start, dim, dataset.train.images[idx], dataset.train.labels[idx], dataset.test.images,
                        dataset.test.labels, dataset.num_classes, dataset.mean, dataset.std, suite.resolution,
                        epochs, cfg, device, seed=record["seed"], autocast=autocast)

@@ -22,9 +22,10 @@ import yaml
 from bench.config import SWEEPS_DIR
 from bench.errors import SSLBenchError, choices
 from bench.io import atomic_write_text
+from bench.protocols import FAMILY_KNN, FAMILY_LINEAR, KNN20, KNN200, LINEAR
 
-COLUMNS = ["suite", "method", "parameter", "value", "seed", "knn_k20", "knn_k200", "linear", "seconds",
-           "images_seen", "status"]
+METRICS = [KNN20, KNN200, LINEAR]  # a trial = pretrain + kNN + linear
+COLUMNS = ["suite", "method", "parameter", "value", "seed", *METRICS, "seconds", "images_seen", "status"]
 SUITE_PARAMS = {"batch_size", "ema_horizon_cap", "budget"}  # swept on the suite, not on the method's hparams
 
 
@@ -145,7 +146,7 @@ def run_trial(spec: SweepSpec, root: Path, value, seed: int, method: str = "") -
     os.chdir(root)  # the engine and stages resolve data/ and runs/ from the project root
     suite = load_suite(spec.suite)
     suite = replace(suite, train=replace(suite.train, threads=spec.cpus),  # trials share the cores
-                    eval=replace(suite.eval, protocols=["knn", "linear"]))  # a trial = pretrain + kNN + linear
+                    eval=replace(suite.eval, protocols=[FAMILY_KNN, FAMILY_LINEAR]))
     base, _ = split_overrides(method, load_params(root / "params.yaml").methods.get(method))
     if spec.param in SUITE_PARAMS:
         suite = apply_suite_param(suite, spec.param, value)
@@ -157,7 +158,7 @@ def run_trial(spec: SweepSpec, root: Path, value, seed: int, method: str = "") -
                    pretraining_view(data, suite.dataset.pretrain_subset), progress_bar=False)
     metrics = {r["protocol"]: r["value"] for r in evaluate_run(suite, out, data)}
     row = {"suite": spec.suite, "method": method, "parameter": spec.param, "value": value, "seed": seed,
-           **{k: metrics.get(k, "") for k in ("knn_k20", "knn_k200", "linear")},
+           **{k: metrics.get(k, "") for k in METRICS},
            "seconds": record["seconds"], "images_seen": record["images_seen"], "status": record["status"]}
     atomic_write_text(done, json.dumps(row))
     return row

@@ -36,7 +36,7 @@ def transfer_run(suite: Suite, run: Path) -> list[dict]:
     if not record["backbone"].startswith("resnet"):
         print(f"transfer: {run} skipped: detection transfer needs a ResNet backbone, not {record['backbone']}.")
         return []
-    if record["status"] != "complete":
+    if record["status"] != protocols.COMPLETE:
         return make_rows(record, dict.fromkeys(TRANSFER_PROTOCOLS, math.nan), metric="ap")
     cfg = suite.eval.transfer
     if cfg.backend == "detectron2":
@@ -53,7 +53,7 @@ def transfer_run(suite: Suite, run: Path) -> list[dict]:
     values = {p: metrics[p] for p in TRANSFER_PROTOCOLS if p in metrics}
     if any(math.isnan(v) for v in values.values()):  # the detector's fine-tune diverged, not the run
         print(f"transfer: {run}: the detector's loss became NaN; its rows are marked 'diverged'.")
-        record = {**record, "status": "diverged"}
+        record = {**record, "status": protocols.DIVERGED}
     return make_rows(record, values, metric="ap")
 
 

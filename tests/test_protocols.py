@@ -36,6 +36,26 @@ def test_every_reader_takes_protocols_and_labels_from_the_one_module(monkeypatch
     assert set(tables.STATUS_MARKERS) == set(protocols.STATUSES)
 
 
+def test_no_protocol_id_or_status_is_typed_outside_the_schema():
+    """Protocol ids and row statuses were re-typed in stages, data, budget, sweep, claims, engine and cli; a
+    string literal equal to one of them (outside bench/protocols.py) is now an error. Protocol ids that are
+    also ordinary words ("linear", "complete") count only where they are compared with or stored as one."""
+    import ast
+
+    ids = {p for p in protocols.IDS if "_" in p} | {*protocols.SEMI_FRACTIONS, *protocols.SIMCLR_LISTS.values()}
+    found = []
+    for path in sorted([*REPO.glob("bench/*.py"), *REPO.glob("pipeline/*.py"), *REPO.glob("evaluations/*.py")]):
+        if path.name == "protocols.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in ids:
+                found.append(f"{path.relative_to(REPO)}:{node.lineno} {node.value!r}")
+            operands = [node.left, *node.comparators] if isinstance(node, ast.Compare) else []
+            if any(isinstance(c, ast.Constant) and c.value in protocols.STATUSES for c in operands):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno} status literal")
+    assert not found, found
+
+
 def test_the_cli_and_the_app_label_semi_supervised_alike(monkeypatch):
     """They disagreed: "semi 1%" in the CLI, "semi 1 %" in the app."""
     from pipeline import cli
@@ -54,6 +74,8 @@ def test_schema_is_consistent():
     assert all(protocols.BY_ID[p].metric == "top1" for p in protocols.GROUPS[protocols.PRETRAINED])
     assert protocols.std_column("linear") == "linear_std" and protocols.n_column("linear") == "linear_n"
     assert protocols.in_columns(["seg_mask_ap", "rank", "linear", "knn_k20_std"]) == ["linear", "seg_mask_ap"]
+    assert protocols.requested(["semi", "knn"], [20, 5]) == ["knn_k20", "knn_k5", "semi_1pct", "semi_10pct"]
+    assert protocols.SEMI_FRACTIONS == {"semi_1pct": 0.01, "semi_10pct": 0.10}
     keys = list(protocols.METRIC_KEYS.values())
     assert len(set(keys)) == len(keys) and "det_box_ap50" not in protocols.METRIC_KEYS
 

@@ -32,7 +32,7 @@ if sweeps is None:
     metric = None
     panels = dict(PANELS)
 else:
-    metric = widgets.pick("Metric", tables.protocols_in(sweeps), default="linear",
+    metric = widgets.pick("Metric", tables.protocols_in(sweeps), default=tables.schema.LINEAR,
                           format_func=tables.PROTOCOL_LABELS.get)
     widgets.status_alert(sweeps.assign(method=sweeps["method"] + " " + sweeps["parameter"] + "="
                                        + sweeps["value"].astype(str) + " seed " + sweeps["seed"].astype(str)))
