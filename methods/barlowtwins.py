@@ -36,7 +36,7 @@ import torch
 from bench.distributed import gather_with_grad
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import barlow_twins_loss
-from methods.modules import mlp, per_view
+from methods.modules import expander, per_view
 from methods.registry import register
 
 PAPER_PROJ_DIM = 8192
@@ -62,9 +62,8 @@ class BarlowTwins(Method):
 
     def __init__(self, backbone, hp, ctx):
         super().__init__(backbone, hp, ctx)
-        dim = backbone.feature_dim
-        proj = max(8, int(round(dim * hp.proj_factor)))
-        self.projector = mlp(dim, proj, proj, layers=3)
+        self.projector = expander(backbone.feature_dim, hp.proj_factor)
+        proj = self.projector[-1].out_features
         self.lambd = hp.lambd * PAPER_PROJ_DIM / proj if hp.scale_lambda else hp.lambd
 
     def training_step(self, batch: Batch) -> StepOutput:

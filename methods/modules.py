@@ -33,6 +33,13 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2, bn_hidden: 
     return nn.Sequential(*mods)
 
 
+def expander(feature_dim: int, factor: float) -> nn.Sequential:
+    """Barlow Twins' projector / VICReg's expander: 3 linear layers of width ``factor`` x the
+    backbone's feature dim (both papers: 8192 = 4 x 2048), BN + ReLU between them."""
+    width = max(8, int(round(feature_dim * factor)))
+    return mlp(feature_dim, width, width, layers=3)
+
+
 def is_vit(backbone: nn.Module) -> bool:
     """A ViT backbone (the methods whose papers give separate ViT and ResNet recipes ask)."""
     return hasattr(backbone, "patch_embed")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from bench.distributed import gather_with_grad
 from methods.base import Batch, Method, OptimizerCfg, StepOutput
 from methods.losses import vicreg_loss
-from methods.modules import mlp, per_view
+from methods.modules import expander, per_view
 from methods.registry import register
 
 
@@ -50,9 +50,7 @@ class VICReg(Method):
 
     def __init__(self, backbone, hp, ctx):
         super().__init__(backbone, hp, ctx)
-        dim = backbone.feature_dim
-        proj = max(8, int(round(dim * hp.proj_factor)))
-        self.projector = mlp(dim, proj, proj, layers=3)
+        self.projector = expander(backbone.feature_dim, hp.proj_factor)
 
     def training_step(self, batch: Batch) -> StepOutput:
         v1, v2 = batch.views[:2]
