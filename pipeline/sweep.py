@@ -133,9 +133,8 @@ def run_trial(spec: SweepSpec, root: Path, value, seed: int, method: str = "") -
     """Pretrain + evaluate one (method, value, seed); reuse a finished trial's ``row.json``."""
     from bench.config import load_suite
     from bench.data import pretraining_view
-    from methods.registry import resolve_hparams
     from pipeline.engine import RunSpec, train
-    from pipeline.plan import dataset_for, load_params, split_overrides
+    from pipeline.plan import dataset_for, load_params, method_hparams
     from pipeline.stages import evaluate_run
 
     method = method or spec.method
@@ -147,12 +146,12 @@ def run_trial(spec: SweepSpec, root: Path, value, seed: int, method: str = "") -
     suite = load_suite(spec.suite)
     suite = replace(suite, train=replace(suite.train, threads=spec.cpus),  # trials share the cores
                     eval=replace(suite.eval, protocols=[FAMILY_KNN, FAMILY_LINEAR]))
-    base, _ = split_overrides(method, load_params(root / "params.yaml").methods.get(method))
+    entry = dict(load_params(root / "params.yaml").methods.get(method) or {})  # the board's overrides
     if spec.param in SUITE_PARAMS:
         suite = apply_suite_param(suite, spec.param, value)
     else:
-        base[spec.param] = value
-    hp = resolve_hparams(method, base, suite.optimizer.as_override())
+        entry[spec.param] = value
+    hp = method_hparams(suite, method, entry)  # as pipeline/plan.py resolves the board's runs
     data = dataset_for(suite)
     record = train(RunSpec(suite, method, seed, hp, out, suite.device),
                    pretraining_view(data, suite.dataset.pretrain_subset), progress_bar=False)
