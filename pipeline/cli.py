@@ -165,7 +165,7 @@ def cmd_perf(args) -> None:
     from bench import paths
     from bench.config import with_precision
     from bench.device import pick_device
-    from pipeline.perf import run_perf
+    from pipeline.perf import perf_plan, run_perf
     from pipeline.plan import dataset_for
 
     suite, params = _context(args)
@@ -176,22 +176,22 @@ def cmd_perf(args) -> None:
     from methods.registry import get_method
 
     methods = [m for m in methods if get_method(m).trains]  # baselines without training have no step
+    plan = perf_plan(suite, params, methods)  # the board's runs: backbones and hyper-parameters as params.yaml
     if args.profile:
         from bench.io import atomic_write_text
         from pipeline.perf import profile_method
 
-        for method in methods:
-            text = profile_method(suite, dataset_for(suite), method, overrides=params.methods.get(method))
-            atomic_write_text(paths.root() / "results" / "perf" / f"profile-{method}.txt", text)
-            print(f"{method}: operators by self time (results/perf/profile-{method}.txt)\n{text}")
+        for run in plan:
+            text = profile_method(run, dataset_for(suite))
+            atomic_write_text(paths.root() / "results" / "perf" / f"profile-{run.method}.txt", text)
+            print(f"{run.method}: operators by self time (results/perf/profile-{run.method}.txt)\n{text}")
         return
-    table = run_perf(suite, dataset_for(suite), methods, paths.root() / "results" / "perf",
-                     overrides=params.methods)
+    table = run_perf(suite, dataset_for(suite), plan, paths.root() / "results" / "perf")
     out = Table(title=f"sslbench perf — suite '{suite.name}', batch {suite.train.batch_size}, "
                       f"{suite.resolution}px, precision {suite.train.precision} (requested "
                       f"{_requested_precision(args)}), {table['device'][0]} {table['cpu_capability'][0]}, "
                       f"{table['threads'][0]} threads")
-    cols = ["method", "step_images_per_s", "backbone_images_per_s", "efficiency", "views_per_s",
+    cols = ["method", "backbone", "step_images_per_s", "backbone_images_per_s", "efficiency", "views_per_s",
             "views_over_step", "peak_mem_mb"]
     for col in cols:
         out.add_column(col)

@@ -5,6 +5,9 @@ multi-crop views counted by pixels relative to a global crop), images/s of the
 bare backbone's supervised step at the same batch and resolution, their ratio
 (efficiency), view generation alone, and peak memory. Also the time of a kNN
 over 60k x 10k features of dimension 512 and of feature extraction.
+The runs are the board's (``pipeline.plan.run_plan``: each method's backbones and params.yaml
+hyper-parameters; one seed), measured one after another through ``for_each_run`` with one job,
+since runs side by side would time each other.
 Warm-up steps first, then several timed repeats; the median is reported. The method's
 step and the bare backbone's step alternate within one loop, so that a drift of the
 machine's speed (a shared host) moves both and not their ratio.
@@ -16,13 +19,15 @@ import gc
 import io
 import statistics
 import time
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from bench.config import Suite, with_precision
+from bench.config import Params, Suite, with_precision
 from bench.data import Dataset
 from bench.device import peak_memory_mb, pick_device
 from bench.io import atomic_write_text
@@ -34,7 +39,7 @@ from evaluations.knn import knn_predict
 from methods.base import Batch
 from methods.registry import resolve_hparams
 from pipeline.engine import RunSpec, build_method, training_step
-from pipeline.plan import method_hparams
+from pipeline.plan import Run, for_each_run, run_plan
 
 
 def _median_rate(fn, items: float, warmup: int, repeats: int, sync) -> float:
@@ -70,13 +75,20 @@ def _sync(device: torch.device):
     return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
 
-def _training_step(suite: Suite, dataset: Dataset, method: str, overrides: dict | None = None):
-    """A method's full training step on a fixed batch (views, forward, backward,
-    optimizer, EMA/queue updates) with the hyper-parameters the board runs, plus what the rates need."""
+def perf_plan(suite: Suite, params: Params, methods: list[str]) -> list[Run]:
+    """The board's runs of ``methods`` (every backbone a method lists), one seed each."""
+    plan = [run for method in methods for run in run_plan(suite, params, method)]
+    first = plan[0].seed if plan else 0
+    return [replace(run, position=n) for n, run in enumerate(r for r in plan if r.seed == first)]
+
+
+def _training_step(run: Run, dataset: Dataset):
+    """A run's full training step on a fixed batch (views, forward, backward, optimizer,
+    EMA/queue updates) with the hyper-parameters the plan resolved, plus what the rates need."""
+    suite, method = run.suite, run.method
     device = pick_device(suite.device)
     bs = suite.train.batch_size
-    hp = method_hparams(suite, method, overrides)  # as pipeline/plan.py resolves them for the board's runs
-    model = build_method(RunSpec(suite, method, 0, hp, Path("."), suite.device), dataset, 1000).to(device)
+    model = build_method(RunSpec(suite, method, 0, run.hparams, Path("."), suite.device), dataset, 1000).to(device)
     model.train()
     spec = model.views(suite.resolution)
     views = ViewGenerator(spec, dataset.mean, dataset.std, device)
@@ -93,14 +105,14 @@ def _training_step(suite: Suite, dataset: Dataset, method: str, overrides: dict 
     return train_step, model, spec, lambda: views(images, gen), device
 
 
-def method_row(suite: Suite, dataset: Dataset, method: str, warmup: int = 3, repeats: int = 15,
-               overrides: dict | None = None) -> dict:
-    train_step, model, spec, make_views, device = _training_step(suite, dataset, method, overrides)
+def method_row(run: Run, dataset: Dataset, warmup: int = 3, repeats: int = 15) -> dict:
+    suite = run.suite
+    train_step, model, spec, make_views, device = _training_step(run, dataset)
     bs = suite.train.batch_size
     sync = _sync(device)
     view_units = spec.pixels_per_image() / (spec.crops[0].size ** 2)
-    row = {"method": method, "batch_size": bs, "resolution": suite.resolution, "views": spec.count,
-           "view_units": round(view_units, 2)}
+    row = {"method": run.method, "backbone": run.backbone, "batch_size": bs, "resolution": suite.resolution,
+           "views": spec.count, "view_units": round(view_units, 2)}
     bare_step = backbone_step(model.encoder, dataset, suite, device)
     step_s, bare_s = _interleaved_medians([train_step, bare_step], warmup, repeats, sync)
     row["step_images_per_s"] = bs * view_units / step_s
@@ -110,15 +122,15 @@ def method_row(suite: Suite, dataset: Dataset, method: str, warmup: int = 3, rep
     row["views_over_step"] = row["views_per_s"] / row["step_images_per_s"]
     row["peak_mem_mb"] = peak_memory_mb(device)
     gc.collect()
+    print(f"{run.method} ({run.backbone}): {row['step_images_per_s']:.0f} img/s, efficiency {row['efficiency']:.2f}")
     return row
 
 
-def profile_method(suite: Suite, dataset: Dataset, method: str, steps: int = 5, rows: int = 15,
-                   overrides: dict | None = None) -> str:
-    """Where a training step's time goes: torch profiler, operators by self time."""
+def profile_method(run: Run, dataset: Dataset, steps: int = 5, rows: int = 15) -> str:
+    """Where a run's training step's time goes: torch profiler, operators by self time."""
     from torch.profiler import ProfilerActivity, profile
 
-    train_step, _, _, _, device = _training_step(suite, dataset, method, overrides)
+    train_step, _, _, _, device = _training_step(run, dataset)
     for _ in range(2):
         train_step()
     activities = [ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * (device.type == "cuda")
@@ -179,15 +191,12 @@ def evaluation_row(suite: Suite, dataset: Dataset, encoder: torch.nn.Module,
     return {"extract_images_per_s": extract_rate, "knn_60k_10k_512_s": statistics.median(times)}
 
 
-def run_perf(suite: Suite, dataset: Dataset, methods: list[str], out_dir: Path,
-             warmup: int = 3, repeats: int = 15, overrides: dict[str, dict] | None = None,
-             knn_size: tuple[int, int, int] = KNN_SIZE) -> pd.DataFrame:
-    """The perf table at the suite's resolved precision, each method with the board's overrides."""
+def run_perf(suite: Suite, dataset: Dataset, plan: list[Run], out_dir: Path,
+             warmup: int = 3, repeats: int = 15, knn_size: tuple[int, int, int] = KNN_SIZE) -> pd.DataFrame:
+    """The perf table of ``plan`` (``perf_plan``: the board's runs) at the suite's resolved precision."""
     suite = with_precision(suite, pick_device(suite.device))
-    rows = []
-    for method in methods:
-        rows.append(method_row(suite, dataset, method, warmup, repeats, (overrides or {}).get(method)))
-        print(f"{method}: {rows[-1]['step_images_per_s']:.0f} img/s, efficiency {rows[-1]['efficiency']:.2f}")
+    plan = [replace(run, suite=with_precision(run.suite, pick_device(run.suite.device))) for run in plan]
+    rows = for_each_run(plan, partial(method_row, dataset=dataset, warmup=warmup, repeats=repeats), jobs=1)
     table = pd.DataFrame(rows)
     device = pick_device(suite.device)
     encoder = build_method(RunSpec(suite, "random", 0, resolve_hparams("random", {}), Path("."), suite.device),

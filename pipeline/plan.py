@@ -5,8 +5,8 @@ A ``Run`` is (suite variant, method, backbone, seed, resolved hyper-parameters, 
 directory). ``run_plan`` builds a method's runs from its ``params.yaml`` entry: the
 ``backbones`` key is a sibling of the hyper-parameter overrides, not one of them.
 ``for_each_run`` runs a function over a plan, side by side in processes
-(pipeline/parallel.py); pretrain, evaluate and transfer use it, and perf and the
-sweeps resolve hyper-parameters through ``method_hparams`` as the plan does.
+(pipeline/parallel.py); pretrain, evaluate, transfer and perf use it, and the sweeps'
+Tune trials resolve hyper-parameters through ``method_hparams`` as the plan does.
 """
 
 from __future__ import annotations
