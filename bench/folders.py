@@ -10,10 +10,11 @@
 - ``FolderStream`` decodes a batch at a time from the files in a thread pool (PIL releases the GIL
   while decoding), with JPEG draft mode (DCT-domain 1/2, 1/4, 1/8 down-scaling) when the target is
   much smaller than the source. Pretraining: one RandomResizedCrop per view on the ORIGINAL image
-  (the view's ``Augment.scale`` / ``ratio``, torchvision's ``get_params`` semantics) -> uint8
-  [B, 3, size, size] per view; ``finish_views`` then runs the rest of the recipe batched (flip,
-  jitter, grayscale, blur, solarize) with bench/views.py. Evaluation: shorter side to
-  ``round(res * 256 / 224)``, center crop ``res``.
+  (the view's ``Augment.scale`` / ``ratio``, torchvision's ``get_params`` semantics), then the rest
+  of the view's recipe on the crop with PIL in the same thread (``photometric``: flip, jitter,
+  grayscale, blur, solarize, as the papers' PIL pipelines) -> uint8 [B, 3, size, size] per view;
+  ``finish_views`` makes them floats. Evaluation: shorter side to ``round(res * 256 / 224)``,
+  center crop ``res``.
 - ``shard_indices(n, rank, world_size, epoch, seed)``: a seeded permutation split
   DistributedSampler-style (``perm[rank::world_size]``), disjoint across ranks.
 - ``export_fashion_mnist_folder`` and ``synthetic_folder`` write real / synthetic JPEG folders.
@@ -26,14 +27,13 @@ import json
 import math
 import random
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from bench.views import Augment, ViewSpec, augment
+from bench.views import Augment, ViewSpec
 
 INDEX_NAME = "index.json"
 SPLITS = ("train", "val")
@@ -182,9 +182,40 @@ def _open(path: Path, request: tuple[int, int] | None, draft: bool) -> tuple[Ima
     return img, img.size[0] / w0, img.size[1] / h0
 
 
+def _shift_hue(img: Image.Image, shift: float) -> Image.Image:
+    """torchvision's ``adjust_hue`` on PIL: the HSV hue channel rotated by ``shift`` turns."""
+    step = int(round(shift * 255)) % 256
+    if step == 0:
+        return img
+    h, s, v = img.convert("HSV").split()
+    return Image.merge("HSV", (h.point([(i + step) % 256 for i in range(256)]), s, v)).convert("RGB")
+
+
+def photometric(img: Image.Image, aug: Augment, rng: random.Random) -> Image.Image:
+    """The rest of a view's recipe on its crop, with PIL as the papers' reference code applies it
+    (torchvision's ops on PIL; ``ImageFilter.GaussianBlur(radius=sigma)`` as MoCo v2 and BYOL):
+    flip, colour jitter (brightness, contrast, saturation, hue, in bench/views.py's fixed order),
+    grayscale, blur (sigma in pixels), solarize (threshold 128), each with the view's probability."""
+    if rng.random() < aug.flip_p:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if rng.random() < aug.jitter_p:
+        for enhance, strength in ((ImageEnhance.Brightness, aug.brightness), (ImageEnhance.Contrast, aug.contrast),
+                                  (ImageEnhance.Color, aug.saturation)):
+            img = enhance(img).enhance(rng.uniform(1 - strength, 1 + strength))
+        img = _shift_hue(img, rng.uniform(-aug.hue, aug.hue))
+    if rng.random() < aug.grayscale_p:
+        img = img.convert("L").convert("RGB")
+    if rng.random() < aug.blur_p:
+        img = img.filter(ImageFilter.GaussianBlur(radius=rng.uniform(*aug.blur_sigma)))
+    if rng.random() < aug.solarize_p:
+        img = ImageOps.solarize(img, 128)
+    return img
+
+
 def decode_crops(path: Path | str, crops: tuple[Augment, ...], rng: random.Random,
                  draft: bool = True) -> list[torch.Tensor]:
-    """One RandomResizedCrop per view on the original image -> uint8 [3, size, size] each."""
+    """Each view of ``crops`` from one decode: a RandomResizedCrop on the original image, then
+    :func:`photometric` -> uint8 [3, size, size] each (all random draws from ``rng``)."""
     with Image.open(path) as probe:
         w0, h0 = probe.size
     boxes = [rrc_params(w0, h0, a.scale, a.ratio, rng) for a in crops]
@@ -194,7 +225,7 @@ def decode_crops(path: Path | str, crops: tuple[Augment, ...], rng: random.Rando
     out = []
     for a, (top, left, h, w) in zip(crops, boxes):
         box = (left * fx, top * fy, (left + w) * fx, (top + h) * fy)
-        out.append(_to_tensor(img.resize((a.size, a.size), Image.BILINEAR, box=box)))
+        out.append(_to_tensor(photometric(img.resize((a.size, a.size), Image.BILINEAR, box=box), a, rng)))
     return out
 
 
@@ -229,8 +260,8 @@ class FolderStream:
     """Batches decoded from an index's files, one batch (plus ``prefetch``) in memory at a time.
 
     ``pretrain_batches(indices, batch, spec, epoch)`` yields (views, labels): ``views`` a list of
-    uint8 [B, 3, s, s] per crop of ``spec``, already RandomResizedCrop-ed; pass them through
-    ``finish_views``. ``eval_batches(indices, batch, res)`` yields (uint8 [B, 3, res, res], labels).
+    uint8 [B, 3, s, s] per crop of ``spec``, already cropped and augmented; ``finish_views`` makes
+    them floats. ``eval_batches(indices, batch, res)`` yields (uint8 [B, 3, res, res], labels).
     """
 
     def __init__(self, index: dict, split: str = "train", threads: int = 2, seed: int = 0,
@@ -273,14 +304,9 @@ class FolderStream:
         yield from self._batches(indices, batch, lambda i: decode_eval(self.root / self.files[i], res, self.draft))
 
 
-def finish_views(views_u8: list[torch.Tensor], spec: ViewSpec, gen: torch.Generator) -> list[torch.Tensor]:
-    """The rest of each view's recipe, batched (flip, jitter, grayscale, blur, solarize), on crops
-    already made at decode time: bench.views.augment with an identity crop. Floats in [0, 1]."""
-    out = []
-    for x, aug in zip(views_u8, spec.crops):
-        ident = replace(aug, scale=(1.0, 1.0), ratio=(1.0, 1.0))
-        out.append(augment(x.float().div_(255), ident, gen))
-    return out
+def finish_views(views_u8: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The streamed views (already cropped and augmented in the decode threads) as floats in [0, 1]."""
+    return [x.float().div_(255) for x in views_u8]
 
 
 # --------------------------------------------------------------------------- writers

@@ -4,7 +4,7 @@
     python -m pipeline.folder_bench --synthetic DIR --images 10000   # write a folder first
 
 (a) ours: ``bench.folders.FolderStream`` (thread pool, JPEG draft decode, RandomResizedCrop on the
-original image per view) + ``finish_views`` (SimCLR's flip / jitter / grayscale / blur, batched).
+original image per view, then SimCLR's flip / jitter / grayscale / blur on the crop in the same thread).
 (b) torchvision ``datasets.ImageFolder`` + ``transforms.v2`` on PIL, two views an image as SimCLR
 needs (RandomResizedCrop, flip, ColorJitter(0.4, 0.4, 0.4, 0.1) p=0.8, RandomGrayscale 0.2,
 GaussianBlur p=0.5, ToImage + ToDtype): the lightly / solo-learn pipeline without DALI, in a
@@ -35,10 +35,9 @@ def _ours(root: Path, n: int, threads: int, batch: int, res: int) -> float:
     spec = recipe("simclr", res)
     stream = folders.FolderStream(index, threads=threads, seed=0)
     idx = folders.shard_indices(len(stream), 0, 1, 0, 0)[:n]
-    gen = torch.Generator().manual_seed(0)
     t0, count = None, 0
     for views, _ in stream.pretrain_batches(idx, batch, spec):
-        folders.finish_views(views, spec, gen)
+        folders.finish_views(views)
         if t0 is None:  # the first batch is warm-up (pool start), as for (b)
             t0 = time.perf_counter()
         else:
@@ -87,11 +86,10 @@ def _rss_child(root: Path, batches: int, batch: int, threads: int, res: int) -> 
     index = folders.read_index(folders.write_index(root, Path("/tmp") / f"folder_bench_index_{root.name}.json"))
     spec = recipe("simclr", res)
     stream = folders.FolderStream(index, threads=threads, seed=0)
-    gen = torch.Generator().manual_seed(0)
     done, epoch = 0, 0
     while done < batches:
         for views, _ in stream.pretrain_batches(folders.shard_indices(len(stream), 0, 1, epoch, 0), batch, spec, epoch):
-            folders.finish_views(views, spec, gen)
+            folders.finish_views(views)
             done += 1
             if done >= batches:
                 break

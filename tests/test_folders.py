@@ -12,7 +12,7 @@ from PIL import Image
 from torchvision import transforms
 
 from bench import folders
-from bench.views import recipe
+from bench.views import Augment, recipe
 from tests.conftest import FMNIST, needs_fmnist
 
 
@@ -96,7 +96,7 @@ def test_stream_yields_fixed_size_views_and_labels(tiny):
     assert labels.tolist() == [index["train"]["labels"][i] for i in idx[:8]]
     again = next(iter(stream.pretrain_batches(idx, 8, spec, epoch=0)))[0]
     assert torch.equal(again[0], views[0])  # per-image seeds: reproducible whatever the thread order
-    out = folders.finish_views(views, spec, torch.Generator().manual_seed(0))
+    out = folders.finish_views(views)
     assert out[0].shape == (8, 3, 32, 32) and 0 <= out[0].min() and out[0].max() <= 1
     ev, _ = next(iter(folders.FolderStream(index, "val").eval_batches(range(3), 3, 32)))
     assert ev.shape == (3, 3, 32, 32)
@@ -129,3 +129,27 @@ def test_draft_decode_is_close_to_a_full_decode(tmp_path):
     assert fast.shape == (3, 112, 112) and (fast - full).abs().mean() < 1.5
     fast, full = (folders.decode_eval(path, 112, draft=d).float() for d in (True, False))
     assert (fast - full).abs().mean() < 1.5
+
+
+def test_photometric_applies_each_op_of_the_view_as_pil_does():
+    """The recipe after the crop runs in the decode threads with PIL (as the papers' pipelines):
+    each op at probability 0 leaves the crop alone, at probability 1 does what PIL does."""
+    from dataclasses import replace
+
+    from PIL import ImageOps
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    off = Augment(16, flip_p=0.0, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0)
+    assert np.array_equal(np.asarray(folders.photometric(img, off, random.Random(0))), np.asarray(img))
+    flipped = folders.photometric(img, replace(off, flip_p=1.0), random.Random(0))
+    assert np.array_equal(np.asarray(flipped), np.asarray(img)[:, ::-1])
+    gray = np.asarray(folders.photometric(img, replace(off, grayscale_p=1.0), random.Random(0)))
+    assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+    solar = folders.photometric(img, replace(off, solarize_p=1.0), random.Random(0))
+    assert np.array_equal(np.asarray(solar), np.asarray(ImageOps.solarize(img, 128)))
+    blurred = np.asarray(folders.photometric(img, replace(off, blur_p=1.0), random.Random(0)), dtype=float)
+    assert blurred.std() < np.asarray(img, dtype=float).std()  # sigma >= 0.1 px: smoother
+    full = Augment(16, brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2, blur_p=0.5)
+    a, b = (np.asarray(folders.photometric(img, full, random.Random(7))) for _ in range(2))
+    assert np.array_equal(a, b)  # all draws from the image's own rng: reproducible in any thread
