@@ -23,7 +23,7 @@ Fixed (issue 16): as in the authors' code (``BatchCriterion``: ``x.t().data``,
 ``reordered_x.data``), each similarity z_k.z_a carries the gradient through its anchor
 z_a only; the other side is detached. The loss value is unchanged; we used to
 back-propagate through both sides (a gradient 0.76 off the authors' on a 6-pair
-example, ``tests/test_fidelity_a.py``). Tiny suite cut to 320 steps, fp32, kNN-20 on a
+example, ``tests/methods/test_invaspread.py``). Tiny suite cut to 320 steps, fp32, kNN-20 on a
 10k/2k subset, seeds 0 / 1: 75.6 / 76.95 detached, 76.6 / 77.25 through both sides (within
 seed noise).
 """

@@ -1,8 +1,6 @@
 """Loss functions of the methods: pure functions of tensors, computed in fp32.
 
-Each one is tested against a hand computation: ``tests/methods/test_losses.py`` (InfoNCE, NT-Xent,
-BYOL's, the multi-crop ``every_other_crop``, AMDIM's ``tanh_clip``), ``tests/test_methods_part1.py``
-(first-generation methods' losses) and ``tests/test_methods_part2.py`` (the later methods').
+Each one is tested against a hand computation in ``tests/methods/test_losses.py``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """Backbones: torchvision's ResNet architecture and init, written out, at any width and stem."""
 
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
 
-from bench.backbones import BackboneCfg, build_backbone
+from bench.backbones import BackboneCfg, backbone_preset, build_backbone
+from bench.errors import SSLBenchError
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
@@ -39,3 +41,19 @@ def test_small_stem_stride_sets_layer1_resolution(stride, size):
     net = build_backbone(BackboneCfg(name="resnet18", width=8, small_stem=True, stem_stride=stride, in_channels=1))
     maps = net.feature_maps(torch.zeros(1, 1, 28, 28))
     assert maps[0].shape[-1] == size and net(torch.zeros(2, 1, 28, 28)).shape == (2, 64)
+
+
+@pytest.mark.parametrize("name,dim", [("vit_tiny", 192), ("vit_small", 384)])
+def test_vit_shapes_and_feature_dim(name, dim):
+    base = BackboneCfg(name="resnet18", width=8, small_stem=True, in_channels=1)
+    cfg = backbone_preset(name, base)
+    vit = build_backbone(cfg)
+    assert vit.feature_dim == dim and len(vit.blocks) == 12
+    assert vit.blocks[0].attn.heads == {"vit_tiny": 3, "vit_small": 6}[name]
+    assert hasattr(vit, "patch_embed") and vit.patch_embed.patch == 4
+    for size in (28, 32, 12):  # 28 px (interpolated grid), 32 px (native), a small crop
+        assert vit(torch.randn(2, 1, size, size)).shape == (2, dim)
+    again = build_backbone(BackboneCfg(**asdict(cfg)))  # how evaluations reload an encoder
+    again.load_state_dict(vit.state_dict())
+    with pytest.raises(SSLBenchError, match="vit_tiny"):
+        backbone_preset("vit_huge", base)

@@ -1,8 +1,13 @@
 """Batched view generation: shapes, value ranges, parameter ranges, determinism."""
 
+
 import torch
 
+from bench.backbones import BackboneCfg, backbone_preset, build_backbone
 from bench.views import Augment, ViewGenerator, augment, crop_flip, gaussian_blur, recipe
+from methods.base import Context
+from methods.registry import get_method, resolve_hparams
+from tests.methods.helpers import DINO, _registered
 
 IDENTITY = dict(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, grayscale_p=0.0)
 
@@ -93,3 +98,20 @@ def test_blur_at_28_px_changes_the_image_as_at_224_px():
 
 def test_default_blur_range_is_the_papers():
     assert Augment(28).blur_sigma == Augment(224).blur_sigma == (0.1, 2.0)
+
+
+def test_multicrop_view_shapes():
+    ctx = Context(256, 4, 8, 10, 28, 1)
+    backbone = build_backbone(BackboneCfg(width=8, small_stem=True, in_channels=1))
+    images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    gen = torch.Generator().manual_seed(0)
+    for name, n_small in _registered([("swav", 6), ("dino", 8)]):
+        method = get_method(name)(backbone, resolve_hparams(name, {}), ctx)
+        spec = method.views(28)
+        views = ViewGenerator(spec, (0.5,), (0.25,), torch.device("cpu"))(images, gen)
+        shapes = [tuple(v.shape) for v in views]
+        assert shapes == [(4, 1, 28, 28)] * 2 + [(4, 1, 12, 12)] * n_small, (name, shapes)
+    if DINO:
+        vit = build_backbone(backbone_preset("vit_tiny", BackboneCfg(in_channels=1)))
+        dino_vit = get_method("dino")(vit, resolve_hparams("dino", {}), ctx)
+        assert all(a.size % 4 == 0 for a in dino_vit.views(28).crops)  # local crops fit the patch grid

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from methods.registry import get_method
-from tests.test_fidelity_b import _batch, _build, _step
+from tests.methods.helpers import _batch, _build, _step
 
 # methods whose ``after_step`` consumes what ``training_step`` computed (queues, memory banks)
 CARRYING = [

@@ -6,6 +6,7 @@ import torch
 
 from bench.backbones import BackboneCfg, build_backbone
 from methods.base import Batch, Context
+from methods.cpc_v2 import AutoregressiveContext
 from methods.registry import get_method, resolve_hparams
 
 
@@ -92,3 +93,45 @@ def test_cpc_encoder_state_loads_into_a_plain_backbone():
     x = _images(seed=1)
     with torch.no_grad():
         assert torch.allclose(plain.eval()(x), method.encoder.eval()(x), atol=1e-6)
+
+
+def test_autoregressive_context_never_sees_the_future():
+    torch.manual_seed(0)
+    net = AutoregressiveContext(dim=4, hidden=8, blocks=3)
+    z = torch.randn(2, 4, 6, 6, requires_grad=True)
+    c = net(z)
+    for r in range(6):
+        (grad,) = torch.autograd.grad(c[:, :, r].sum(), z, retain_graph=True)
+        assert grad[:, :, r + 1 :].abs().sum().item() == 0.0, f"row {r} sees rows below it"
+        assert grad[:, :, : r + 1].abs().sum().item() > 0  # and it does see rows above / its own
+    # a change below row r leaves the context at rows <= r unchanged
+    z2 = z.detach().clone()
+    z2[:, :, 4:] += 10
+    assert torch.allclose(net(z2)[:, :, :4], c.detach()[:, :, :4])
+
+
+def test_cpc_predictions_target_the_patch_k_rows_below(monkeypatch):
+    import methods.cpc_v2 as cpc
+    from bench.backbones import BackboneCfg, build_backbone
+    from methods.base import Batch, Context
+
+    hp = resolve_hparams("cpc_v2", {})
+    backbone = build_backbone(BackboneCfg("resnet18", 8, True, in_channels=1))
+    method = cpc.CPCv2(backbone, hp, Context(64, 4, 4, 10, 28, 1))
+    seen = []
+
+    def spy(pred, cand, targets, temperature=1.0):
+        seen.append((pred.shape[0], cand.shape[0], targets.clone()))
+        return pred.sum() * 0
+
+    monkeypatch.setattr(cpc, "cpc_info_nce", spy)
+    method.training_step(Batch([torch.randn(2, 1, 28, 28)], torch.arange(2), torch.zeros(2)))
+    g = 6
+    assert method.grid == g and len(seen) == hp.steps and method.offsets == (2, 3, 4)
+    for k, (n_pred, n_cand, targets) in zip(method.offsets, seen):
+        assert n_cand == 2 * g * g and n_pred == 2 * (g - k) * g
+        # prediction m comes from context cell (b, r, c); its target is patch (b, r + k, c)
+        m = torch.arange(n_pred)
+        b, rest = m // ((g - k) * g), m % ((g - k) * g)
+        r, c = rest // g, rest % g
+        assert torch.equal(targets, b * g * g + (r + k) * g + c)

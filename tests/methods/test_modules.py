@@ -8,9 +8,12 @@ from torch import nn
 from methods.base import Context
 from methods.modules import (
     FeatureQueue,
+    MemoryBank,
+    PartitionEstimate,
     cosine_increase,
     ema_update,
     frozen_copy,
+    patch_grid,
     scale_length,
     scale_momentum,
 )
@@ -101,3 +104,62 @@ def test_per_view_equals_separate_calls():
     assert "forward" not in vars(batched[1])  # the BN layers are restored
     c1, c2 = per_view(batched, v1, torch.randn(4, 3, 10, 10))  # unequal shapes: one call each
     assert (len(c1), len(c2)) == (6, 4)
+
+
+def test_memory_bank_update_is_momentum_then_renormalised():
+    bank = MemoryBank(size=4, dim=2, momentum=0.5)
+    bank.features.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]))
+    bank.update(torch.tensor([0, 3]), torch.tensor([[0.0, 1.0], [0.6, 0.8]]))
+    h = 1 / math.sqrt(2)
+    expected_3 = [0.3, 0.9]
+    norm = math.hypot(*expected_3)
+    assert torch.allclose(bank.features[0], torch.tensor([h, h]), atol=1e-6)
+    assert torch.allclose(bank.features[3], torch.tensor([0.3 / norm, 0.9 / norm]), atol=1e-6)
+    assert torch.equal(bank.features[1], torch.tensor([0.0, 1.0]))  # untouched entries stay
+    assert torch.allclose(bank.features.norm(dim=1), torch.ones(4))
+
+
+def test_memory_bank_scores_put_the_positive_first():
+    bank = MemoryBank(size=3, dim=2)
+    bank.features.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]))
+    q = torch.tensor([[0.6, 0.8]])
+    s = bank.scores(q, torch.tensor([1]), torch.tensor([[0, 2]]))
+    assert torch.allclose(s, torch.tensor([[0.8, 0.6, -0.6]]))
+
+
+def test_partition_estimate_is_taken_once_from_the_first_batch():
+    z = PartitionEstimate(dataset_size=100)
+    first = torch.tensor([[1.0, 3.0], [2.0, 2.0]])
+    out = z(first)
+    assert math.isclose(z.z.item(), 100 * 2.0)  # n * mean(exp scores)
+    assert torch.allclose(out, first / 200)
+    z(torch.full((2, 2), 50.0))
+    assert math.isclose(z.z.item(), 200.0)  # fixed afterwards
+    state = z.state_dict()
+    assert "z" in state  # restored with a checkpoint
+
+
+def test_patch_grid_shapes_and_positions():
+    x = torch.arange(28 * 28, dtype=torch.float).view(1, 1, 28, 28).expand(2, 1, 28, 28)
+    grid = patch_grid(x, patch=8, stride=4)
+    assert grid.shape == (2, 6, 6, 1, 8, 8)
+    assert torch.equal(grid[0, 2, 3, 0], x[0, 0, 8:16, 12:20])
+    assert torch.equal(grid[1, 5, 5, 0], x[1, 0, 20:28, 20:28])
+
+
+def test_multicrop_forward_runs_the_head_once_on_all_crops():
+    from methods.modules import multicrop_forward
+
+    backbone = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    head = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6))
+    calls = {"backbone": [], "head": []}
+    backbone.register_forward_hook(lambda m, i, o: calls["backbone"].append(tuple(i[0].shape)))
+    head.register_forward_hook(lambda m, i, o: calls["head"].append(tuple(i[0].shape)))
+    crops = [torch.randn(5, 1, 8, 8) for _ in range(2)] + [torch.randn(5, 1, 4, 4) for _ in range(3)]
+    out = multicrop_forward(backbone, head, crops)
+    assert calls["backbone"] == [(10, 1, 8, 8), (15, 1, 4, 4)]
+    assert calls["head"] == [(25, 4)]
+    assert len(out) == 5 and all(o.shape == (5, 6) for o in out)
+    with torch.no_grad():
+        expected = head(torch.cat([backbone(torch.cat(crops[:2])), backbone(torch.cat(crops[2:]))]))
+    assert torch.allclose(torch.cat(out), expected)
