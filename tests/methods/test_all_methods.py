@@ -17,7 +17,7 @@ from pipeline.engine import Interrupted, RunSpec, build_method, train
 from pipeline.stages import pretrain
 from tests.conftest import needs_fmnist
 from tests.methods.helpers import _batch, _build, _first_bn, _registered, _step, _toy_dataset28, _toy_suite
-from tests.test_engine import _suite, _toy_dataset
+from tests.pipeline.test_engine import _suite, _toy_dataset
 
 PART1 = ["mocov1", "invaspread", "instdisc", "pirl", "cmc", "dim", "amdim", "cpc_v2"]
 

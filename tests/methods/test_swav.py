@@ -10,7 +10,7 @@ from methods.registry import get_method, resolve_hparams
 from methods.swav import sinkhorn
 from pipeline.engine import RunSpec, build_method, train
 from tests.methods.helpers import _backbone
-from tests.test_engine import _suite, _toy_dataset
+from tests.pipeline.test_engine import _suite, _toy_dataset
 
 
 def test_sinkhorn_marginals():

@@ -12,7 +12,7 @@ from bench.config import load_suite, with_precision
 from methods.registry import resolve_hparams
 from pipeline.engine import RunSpec, train
 from pipeline.results import leaderboard, make_rows, mixed_precision
-from tests.test_engine import _suite, _toy_dataset
+from tests.pipeline.test_engine import _suite, _toy_dataset
 
 
 @pytest.fixture

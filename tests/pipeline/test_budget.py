@@ -18,7 +18,7 @@ from pipeline import budget
 from pipeline.sweep import apply_suite_param, load_spec, make_spec
 from tests.conftest import needs_fmnist
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "app" / "views" / "7_Budget_curves.py"
 FIELDS = ["suite", "method", "parameter", "value", "seed", "knn_k20", "knn_k200", "linear", "seconds",
           "images_seen", "status"]

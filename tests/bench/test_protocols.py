@@ -14,7 +14,7 @@ import pytest
 from bench import paths, protocols
 from bench.errors import SSLBenchError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_schema_and_the_layout_import_without_torch():

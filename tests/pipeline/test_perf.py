@@ -4,7 +4,7 @@ import pandas as pd
 
 from bench.config import Params, load_suite
 from pipeline.perf import perf_plan, profile_method, run_perf
-from tests.test_engine import _toy_dataset
+from tests.pipeline.test_engine import _toy_dataset
 
 
 def _plan(suite, methods, entries=None):

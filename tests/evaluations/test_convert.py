@@ -179,7 +179,7 @@ def test_detectron2_trains_repeatably_and_reaches_its_learning_rate(tmp_path):
     from evaluations.detection.detectron2_backend import CONFIGS, run_detectron2
     from evaluations.detection.scenes import write_scenes
     from pipeline.transfer import _detectron2_recipe
-    from tests.test_transfer import _scenes
+    from tests.pipeline.test_transfer import _scenes
 
     run = tmp_path / "run"
     fake_run(run, BackboneCfg(name="resnet18", width=8, small_stem=True, in_channels=1))
