@@ -5,9 +5,7 @@ Images stay uint8 until the training step (views convert them on the device).
 
 from __future__ import annotations
 
-import gzip
 import json
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,10 +13,11 @@ import numpy as np
 import torch
 
 from bench.errors import SSLBenchError, choices
+from bench.idx import INSTALL_HINT, read_idx
 from bench.protocols import SIMCLR_LISTS
+from bench.sources import is_lazy
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
-INSTALL_HINT = "sudo apt-get install -y dataset-fashion-mnist"
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,9 @@ class DatasetCfg:
     semi_lists: str | None = field(default=None, metadata={
         "doc": "folder with SimCLR's 1percent.txt / 10percent.txt (ImageNet train file names)"})
     load_size: int = field(default=0, metadata={"nonnegative": True, "doc": "imagefolder: resize shorter side"})
+    stream: bool = field(default=True, metadata={
+        "doc": "imagefolder: decode each batch from its files (bench/sources.py), never the whole folder; "
+               "false: decode it once into load_size squares (small folders only)"})
     download: bool = field(default=False, metadata={"doc": "allow torchvision's downloader as a fallback"})
     pretrain_subset: int = field(default=0, metadata={
         "nonnegative": True, "doc": "pretrain on this many train images (class-balanced; 0 = all)"})
@@ -62,18 +64,6 @@ class Dataset:
         return self.train.images.shape[1]
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    try:
-        with gzip.open(path, "rb") as fh:
-            data = fh.read()
-        ndim = data[3]
-        dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-        return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-    except (OSError, EOFError, IndexError, ValueError, zlib.error) as err:
-        raise SSLBenchError(f"dataset file '{path}' is corrupt ({type(err).__name__}); reinstall it with "
-                            f"`{INSTALL_HINT}`.") from None
-
-
 def _fashion_mnist(cfg: DatasetCfg) -> tuple[Split, Split, str]:
     root = Path(cfg.root or DEBIAN_FASHION_MNIST)
     names = {
@@ -83,8 +73,8 @@ def _fashion_mnist(cfg: DatasetCfg) -> tuple[Split, Split, str]:
     if all((root / f).is_file() for pair in names.values() for f in pair):
         splits = []
         for img_name, lbl_name in names.values():
-            images = torch.from_numpy(_read_idx(root / img_name).copy()).unsqueeze(1)
-            labels = torch.from_numpy(_read_idx(root / lbl_name).astype(np.int64))
+            images = torch.from_numpy(read_idx(root / img_name).copy()).unsqueeze(1)
+            labels = torch.from_numpy(read_idx(root / lbl_name).astype(np.int64))
             splits.append(Split(images, labels))
         return splits[0], splits[1], str(root)
     if cfg.download:
@@ -134,15 +124,41 @@ def _need_root(cfg: DatasetCfg) -> Path:
     return root
 
 
-def _imagefolder(cfg: DatasetCfg) -> tuple[Split, Split, str]:
-    """ImageNet-style train/ and val/ folders, decoded once to ``load_size`` squares."""
-    from PIL import Image
+def _streamed_folder(cfg: DatasetCfg) -> tuple[Split, Split, str]:
+    """ImageNet-style train/ and val/ folders as lazy splits (bench/sources.py): an index, no pixels."""
+    from bench import folders
 
     root = _need_root(cfg)
-    size = cfg.load_size or 64
-    wanted = None
+    for sub in folders.SPLITS:
+        if not (root / sub).is_dir():
+            raise SSLBenchError(f"dataset.root '{root}' has no '{sub}/' folder (expected ImageFolder layout).")
+    index = folders.scan(root)
     if cfg.classes_file:
-        wanted = [ln.split()[0] for ln in Path(cfg.classes_file).read_text().splitlines() if ln.strip()]
+        index = folders.filter_classes(index, _wanted_classes(cfg))
+    return (*(_lazy_split(root, index[s]["files"], index[s]["labels"], cfg) for s in folders.SPLITS), str(root))
+
+
+def _lazy_split(root, files: list[str], labels: list[int], cfg: DatasetCfg) -> Split:
+    from bench.sources import DEFAULT_RES, FolderImages
+
+    return Split(FolderImages(root, files, res=cfg.load_size or DEFAULT_RES), torch.tensor(labels, dtype=torch.int64),
+                 [f.rsplit("/", 1)[-1] for f in files])
+
+
+def _wanted_classes(cfg: DatasetCfg) -> list[str]:
+    return [ln.split()[0] for ln in Path(cfg.classes_file).read_text().splitlines() if ln.strip()]
+
+
+def _imagefolder(cfg: DatasetCfg) -> tuple[Split, Split, str]:
+    """ImageNet-style train/ and val/ folders: streamed (``dataset.stream``), or decoded once to
+    ``load_size`` squares."""
+    from PIL import Image
+
+    if cfg.stream:
+        return _streamed_folder(cfg)
+    root = _need_root(cfg)
+    size = cfg.load_size or 64
+    wanted = _wanted_classes(cfg) if cfg.classes_file else None
     splits = []
     for sub in ("train", "val"):
         folder = root / sub
@@ -179,7 +195,11 @@ def load_raw(cfg: DatasetCfg) -> Dataset:
 
 
 def _finish(name: str, train: Split, test: Split, source: str) -> Dataset:
-    pixels = train.images[:10000].float().div_(255)
+    if is_lazy(train.images):  # measured on 512 evenly spaced files, decoded at 64 px
+        pixels = train.images[torch.linspace(0, len(train) - 1, min(512, len(train))).long()]
+        pixels = pixels.decode_plain(64).float().div_(255)
+    else:
+        pixels = train.images[:10000].float().div_(255)
     mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())
     std = tuple(pixels.std(dim=(0, 2, 3)).tolist())
     num_classes = int(max(train.labels.max(), test.labels.max())) + 1
@@ -191,10 +211,17 @@ def save_cache(ds: Dataset, directory: Path) -> None:
     from bench.io import atomic_torch_save, atomic_write_text
 
     directory.mkdir(parents=True, exist_ok=True)
+    stream = is_lazy(ds.train.images)
     for split_name, split in (("train", ds.train), ("test", ds.test)):
-        atomic_torch_save({"images": split.images, "labels": split.labels}, directory / f"{split_name}.pt")
+        if stream:  # an index of the files (paths and labels), never the pixels
+            index = {"root": str(split.images.root), "files": [str(p.relative_to(split.images.root))
+                                                                for p in split.images.paths()],
+                     "labels": split.labels.tolist(), "res": split.images.res}
+            atomic_write_text(directory / f"{split_name}.index.json", json.dumps(index, separators=(",", ":")))
+        else:
+            atomic_torch_save({"images": split.images, "labels": split.labels}, directory / f"{split_name}.pt")
     meta = {"name": ds.name, "num_classes": ds.num_classes, "mean": ds.mean, "std": ds.std, "source": ds.source,
-            "train": len(ds.train), "test": len(ds.test), "shape": list(ds.train.images.shape[1:])}
+            "train": len(ds.train), "test": len(ds.test), "shape": list(ds.train.images.shape[1:]), "stream": stream}
     atomic_write_text(directory / "dataset.json", json.dumps(meta, indent=2))
 
 
@@ -208,6 +235,9 @@ def load_cache(directory: Path) -> Dataset:
         raise SSLBenchError(f"prepared dataset file '{meta_path}' is unreadable; re-run prepare.") from None
     splits = []
     for name in ("train", "test"):
+        if meta.get("stream"):
+            splits.append(_load_index(directory / f"{name}.index.json"))
+            continue
         path = directory / f"{name}.pt"
         try:
             blob = torch.load(path, weights_only=True)
@@ -217,6 +247,18 @@ def load_cache(directory: Path) -> Dataset:
         splits.append(Split(blob["images"], blob["labels"]))
     return Dataset(meta["name"], splits[0], splits[1], meta["num_classes"], tuple(meta["mean"]),
                    tuple(meta["std"]), meta["source"])
+
+
+def _load_index(path: Path) -> Split:
+    from bench.sources import FolderImages
+
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise SSLBenchError(f"prepared index '{path}' is unreadable; re-run prepare.") from None
+    files = index["files"]
+    return Split(FolderImages(index["root"], files, res=index["res"]), torch.tensor(index["labels"], dtype=torch.int64),
+                 [f.rsplit("/", 1)[-1] for f in files])
 
 
 def label_fraction_split(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
@@ -257,10 +299,19 @@ def semi_split(train: Split, name: str, fraction: float, lists: str | None) -> t
     return torch.tensor(found, dtype=torch.int64), f"SimCLR list {path.name} ({len(found)} of {len(listed)} files)"
 
 
+def at_resolution(ds: Dataset, res: int) -> Dataset:
+    """A streamed folder's splits decoded at the suite's resolution (tensor datasets: unchanged)."""
+    if not is_lazy(ds.train.images):
+        return ds
+    train, test = (Split(s.images.at(res), s.labels, s.names) for s in (ds.train, ds.test))
+    return Dataset(ds.name, train, test, ds.num_classes, ds.mean, ds.std, ds.source)
+
+
 def pretraining_view(ds: Dataset, subset: int) -> Dataset:
     """The dataset restricted to a deterministic, class-balanced subset of its train split."""
     if not subset or subset >= len(ds.train):
         return ds
     idx = label_fraction_split(ds.train.labels, subset / len(ds.train), seed=12345)
-    train = Split(ds.train.images[idx], ds.train.labels[idx])
+    names = [ds.train.names[i] for i in idx.tolist()] if ds.train.names else None
+    train = Split(ds.train.images[idx], ds.train.labels[idx], names)
     return Dataset(ds.name, train, ds.test, ds.num_classes, ds.mean, ds.std, ds.source)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
+from bench.idx import read_idx
 from bench.views import Augment, ViewSpec
 
 INDEX_NAME = "index.json"
@@ -315,13 +316,11 @@ def export_fashion_mnist_folder(out_root: Path | str, source_dir: Path | str = "
                                 limit: int | None = None, quality: int = 95) -> Path:
     """Fashion-MNIST as a JPEG ImageFolder: train/ (60k) and val/ (the 10k test set), 10 class
     folders named ``<label>_<name>`` so that sorted order is label order. ``limit`` caps each split."""
-    from bench.data import _read_idx
-
     out_root, source_dir = Path(out_root), Path(source_dir)
     sources = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
                "val": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
     for split, (img_name, lbl_name) in sources.items():
-        images, labels = _read_idx(source_dir / img_name), _read_idx(source_dir / lbl_name)
+        images, labels = read_idx(source_dir / img_name), read_idx(source_dir / lbl_name)
         n = len(images) if limit is None else min(limit, len(images))
         for cls in FASHION_CLASSES:
             (out_root / split / cls).mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,8 @@ PRETRAIN_SOURCES = (
     "pipeline/engine.py",
     "bench/distributed.py",
     "bench/views.py",
+    "bench/sources.py",
+    "bench/folders.py",
     "bench/backbones.py",
     "bench/optim.py",
     "methods/base.py",

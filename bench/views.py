@@ -234,11 +234,17 @@ class ViewGenerator:
         return images_u8.to(self.device, non_blocking=True).float().div_(255)
 
     def __call__(self, images_u8: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
+        if hasattr(images_u8, "decode_views"):  # files on disk (bench/sources.py): crops of the originals
+            draw = int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device))
+            return [self.normalize(self.to_float(v)) for v in images_u8.decode_views(self.spec, draw)]
         x = self.to_float(images_u8)
         return [self.normalize(augment(x, aug, gen)) for aug in self.spec.crops]
 
     def plain(self, images_u8: torch.Tensor, size: int | None = None) -> torch.Tensor:
-        """Un-augmented normalised images (evaluation), resized to ``size`` if given."""
+        """Un-augmented normalised images (evaluation), resized to ``size`` if given (files on
+        disk are decoded at ``size``: shorter side to size * 256 / 224, center crop)."""
+        if hasattr(images_u8, "decode_plain"):
+            images_u8 = images_u8.decode_plain(size)
         x = self.to_float(images_u8)
         if size and size != x.shape[-1]:
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)

@@ -38,6 +38,17 @@ def _methods(args, params) -> list[str]:
     return names
 
 
+def cmd_export_folder(args) -> None:
+    """Fashion-MNIST as JPEG files in class folders: the streamed-folder path on real images."""
+    from bench.data import DEBIAN_FASHION_MNIST, INSTALL_HINT
+    from bench.folders import export_fashion_mnist_folder
+
+    if not Path(DEBIAN_FASHION_MNIST, "train-images-idx3-ubyte.gz").is_file():
+        raise SSLBenchError(f"Fashion-MNIST is not in {DEBIAN_FASHION_MNIST}; install it: {INSTALL_HINT}")
+    out = export_fashion_mnist_folder(args.out, DEBIAN_FASHION_MNIST, limit=args.limit or None)
+    print(f"wrote Fashion-MNIST as JPEG files under {out}/train and {out}/val (suite fmnist_folder reads it)")
+
+
 def cmd_prepare(args) -> None:
     from pipeline.stages import prepare
 
@@ -373,6 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("run", metavar="RUN", help="run directory, e.g. runs/tiny/simclr/seed0")
     convert.add_argument("-o", "--out", metavar="OUT", help="output pickle (default: RUN/detectron2.pkl)")
     convert.set_defaults(fn=cmd_convert)
+    export = sub.add_parser("export-folder", help="write Fashion-MNIST as an ImageNet-style JPEG folder (train/, val/)")
+    export.add_argument("--out", default="data/fmnist_folder", help="folder to write (default: data/fmnist_folder)")
+    export.add_argument("--limit", type=_count, default=0, metavar="N", help="at most N images a split (default: all)")
+    export.set_defaults(fn=cmd_export_folder)
     sub.add_parser("methods", help="list registered methods").set_defaults(fn=cmd_methods)
     sub.add_parser("suites", help="list suites").set_defaults(fn=cmd_suites)
     return parser

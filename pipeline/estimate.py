@@ -46,7 +46,7 @@ def calibrate(suite: Suite, params: Params, dataset: Dataset, pretraining: Datas
     from evaluations.features import extract
     from methods.registry import get_method
     from pipeline.engine import total_steps_for
-    from pipeline.perf import _training_step, backbone_step
+    from pipeline.perf import _training_step, backbone_step, perf_plan
 
     device = pick_device(suite.device)
     suite = with_precision(suite, device)
@@ -61,9 +61,11 @@ def calibrate(suite: Suite, params: Params, dataset: Dataset, pretraining: Datas
             if not get_method(method).trains:
                 per_method[method] = {"pretrain_s": 0.0}
                 continue
-            step, model, *_ = _training_step(suite, pretraining, method, params.methods.get(method))
-            per_method[method] = {"pretrain_s": steps * median_seconds(step, 1, 3)}
-            encoder = model.encoder
+            per_method[method] = {"pretrain_s": 0.0}
+            for run in perf_plan(suite, params, [method]):  # the board's runs: one per listed backbone
+                step, model, *_ = _training_step(run, pretraining)
+                per_method[method]["pretrain_s"] += steps * median_seconds(step, 1, 3)
+                encoder = encoder or model.encoder
         evaluate_s = _evaluation_seconds(suite, dataset, encoder, device, extract, backbone_step)
     finally:
         torch.set_num_threads(before)

@@ -18,7 +18,7 @@ from pathlib import Path
 from bench import paths
 from bench.backbones import backbone_preset
 from bench.config import Params, Suite
-from bench.data import Dataset, load_cache, load_raw
+from bench.data import Dataset, at_resolution, load_cache, load_raw
 from bench.device import configure_threads
 from bench.errors import SSLBenchError
 from methods.registry import get_method, method_names, resolve_hparams
@@ -100,4 +100,5 @@ def for_each_run(plan: list[Run], fn: Callable[[Run], object], jobs: int = 0) ->
 def dataset_for(suite: Suite) -> Dataset:
     """The suite's prepared dataset (``sslbench prepare``), else the raw one."""
     directory = paths.prepared_dir(suite.name)
-    return load_cache(directory) if (directory / "dataset.json").is_file() else load_raw(suite.dataset)
+    dataset = load_cache(directory) if (directory / "dataset.json").is_file() else load_raw(suite.dataset)
+    return at_resolution(dataset, suite.resolution)

@@ -104,12 +104,12 @@ def test_stream_yields_fixed_size_views_and_labels(tiny):
 
 @needs_fmnist
 def test_fashion_mnist_export_round_trips(tmp_path):
-    from bench.data import _read_idx
+    from bench.idx import read_idx
 
     folders.export_fashion_mnist_folder(tmp_path, FMNIST.parent, limit=50)
     index = folders.read_index(folders.write_index(tmp_path))
-    src = _read_idx(FMNIST.parent / "train-images-idx3-ubyte.gz")
-    lbl = _read_idx(FMNIST.parent / "train-labels-idx1-ubyte.gz")
+    src = read_idx(FMNIST.parent / "train-images-idx3-ubyte.gz")
+    lbl = read_idx(FMNIST.parent / "train-labels-idx1-ubyte.gz")
     assert len(index["train"]["files"]) == len(index["val"]["files"]) == 50
     errs = []
     for f, lb in zip(index["train"]["files"], index["train"]["labels"]):
