@@ -350,12 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--jobs", type=_count, default=0, metavar="N",
             help="runs (seeds) side by side in N processes, the CPU cores shared between them "
                  "(default 0: one per core on a CPU, one on a GPU)")
-    parsers["pretrain"].add_argument(
-        "--workers", type=_count, default=0, metavar="N",
-        help="each run as a Ray Train job of N data-parallel workers (RAY_ADDRESS joins a cluster; "
-             "otherwise a local Ray on 127.0.0.1)")
-    parsers["pretrain"].add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
-                                     help="GPUs per Ray Train worker (default 0: CPU workers, gloo)")
+    for name in ("pretrain", "run"):
+        parsers[name].add_argument(
+            "--workers", type=_count, default=0, metavar="N",
+            help="each run as a Ray Train job of N data-parallel workers (RAY_ADDRESS joins a cluster; "
+                 "otherwise a local Ray on 127.0.0.1)")
+        parsers[name].add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
+                                   help="GPUs per Ray Train worker (default 0: CPU workers, gloo)")
     add("leaderboard", cmd_leaderboard, "aggregate rows into results/<suite>/leaderboard.csv and print it")
     add("show", cmd_show, "print a suite's leaderboard (results/<suite>/leaderboard.csv)", methods=False)
     perf = add("perf", cmd_perf, "benchmark: step images/s vs the bare backbone, views, kNN, extraction")

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, needs_fmnist
 
 
 def _run(*args, cwd=REPO):
@@ -77,3 +77,13 @@ def test_seeds_option_keeps_the_rest_of_params(tmp_path):
     params.write_text("suite: smoke\nmethods: {simclr: {}}\ntransfer: [simclr]\n")
     _, got = _context(argparse.Namespace(params=str(params), suite=None, seeds=[3]))
     assert got.seeds == [3] and got.transfer == ["simclr"] and got.methods == {"simclr": {}}
+
+
+@needs_fmnist
+def test_run_command_runs_every_stage(workdir):
+    """`sslbench run` read --workers, an option only `pretrain` had, and failed before any stage."""
+    from pipeline.cli import main
+
+    (workdir / "params.yaml").write_text("suite: smoke\nseeds: [0]\nmethods: {random: {}}\n")
+    main(["run", "--method", "random"])
+    assert (workdir / "results" / "smoke" / "leaderboard.csv").is_file()
