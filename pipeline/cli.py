@@ -63,12 +63,11 @@ def cmd_prepare(args) -> None:
 
 def _print_estimate(suite, params) -> None:
     """Calibrate this host (a few seconds) and print the pipeline's expected wall time."""
-    from bench.data import pretraining_view
     from pipeline.estimate import summary, write_estimate
-    from pipeline.plan import dataset_for
+    from pipeline.plan import dataset_for, pretraining_data
 
     dataset = dataset_for(suite)
-    estimate = write_estimate(suite, params, dataset, pretraining_view(dataset, suite.dataset.pretrain_subset))
+    estimate = write_estimate(suite, params, dataset, pretraining_data(suite, dataset))
     print(summary(estimate), flush=True)
 
 

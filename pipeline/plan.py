@@ -18,7 +18,7 @@ from pathlib import Path
 from bench import paths
 from bench.backbones import backbone_preset
 from bench.config import Params, Suite
-from bench.data import Dataset, at_resolution, load_cache, load_raw
+from bench.data import Dataset, at_resolution, load_cache, load_raw, pretraining_view
 from bench.device import configure_threads
 from bench.errors import SSLBenchError
 from methods.registry import get_method, method_names, resolve_hparams
@@ -95,6 +95,11 @@ def for_each_run(plan: list[Run], fn: Callable[[Run], object], jobs: int = 0) ->
     configure_threads(threads)
     work = [replace(run, suite=with_threads(run.suite, threads)) for run in plan]
     return run_each(fn, work, jobs, threads)
+
+
+def pretraining_data(suite: Suite, dataset: Dataset | None = None) -> Dataset:
+    """What a run of ``suite`` pretrains on: its dataset (``dataset_for``) cut to ``pretrain_subset``."""
+    return pretraining_view(dataset or dataset_for(suite), suite.dataset.pretrain_subset)
 
 
 def dataset_for(suite: Suite) -> Dataset:

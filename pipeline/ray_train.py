@@ -24,14 +24,13 @@ def _worker_loop(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    from bench.data import pretraining_view
     from pipeline.engine import train
-    from pipeline.plan import dataset_for
+    from pipeline.plan import pretraining_data
 
     os.chdir(config["root"])  # data/ and relative paths resolve as in the driver
     spec: RunSpec = config["spec"]
     spec = replace(spec, device=ray.train.torch.get_device().type)
-    dataset = pretraining_view(dataset_for(spec.suite), spec.suite.dataset.pretrain_subset)
+    dataset = pretraining_data(spec.suite)
     first = ray.train.get_context().get_world_rank() == 0
     record = train(spec, dataset, progress_bar=first)
     ray.train.report({"status": record["status"], "steps": record["steps"], "seconds": record["seconds"]})

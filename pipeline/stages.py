@@ -17,7 +17,7 @@ from tqdm import tqdm
 from bench import paths
 from bench.backbones import BackboneCfg, build_backbone
 from bench.config import Params, Suite
-from bench.data import OWN_SPLIT, Dataset, load_raw, pretraining_view, save_cache, semi_split
+from bench.data import OWN_SPLIT, Dataset, load_raw, save_cache, semi_split
 from bench.device import pick_device
 from bench.errors import SSLBenchError
 from bench.io import atomic_write_text, safe_torch_load
@@ -41,7 +41,7 @@ from evaluations.linear import linear_probe
 from methods.base import Method
 from methods.registry import get_method, resolve_hparams
 from pipeline.engine import RunSpec, build_method, train
-from pipeline.plan import Run, dataset_for, for_each_run, run_plan
+from pipeline.plan import Run, dataset_for, for_each_run, pretraining_data, run_plan
 from pipeline.results import leaderboard, make_rows, read_rows, write_leaderboard, write_rows
 
 
@@ -90,7 +90,7 @@ def run_spec(run: Run) -> RunSpec:
 
 
 def _pretrain_one(run: Run, progress_bar: bool = True) -> dict:
-    dataset = pretraining_view(dataset_for(run.suite), run.suite.dataset.pretrain_subset)
+    dataset = pretraining_data(run.suite)
     return train(run_spec(run), dataset, progress_bar=progress_bar, bar_position=run.position)
 
 
@@ -169,7 +169,7 @@ def finetune_start(suite: Suite, run: Path, record: dict, dataset: Dataset) -> t
     sub = replace(suite, backbone=BackboneCfg(**{k: v for k, v in record["backbone_cfg"].items()
                                                  if k != "in_channels"}))
     hp = resolve_hparams(record["method"], record["hparams"])  # the run's own, as recorded
-    pretraining = pretraining_view(dataset, suite.dataset.pretrain_subset)  # the sizes of banks and queues
+    pretraining = pretraining_data(suite, dataset)  # the sizes of banks and queues
     method = build_method(RunSpec(sub, record["method"], record["seed"], hp, run, suite.device), pretraining, 1)
     method.load_state_dict(safe_torch_load(run / CHECKPOINT)["model"])
     start = method.finetune_encoder()

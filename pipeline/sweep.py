@@ -132,9 +132,8 @@ def apply_suite_param(suite, param: str, value):
 def run_trial(spec: SweepSpec, root: Path, value, seed: int, method: str = "") -> dict:
     """Pretrain + evaluate one (method, value, seed); reuse a finished trial's ``row.json``."""
     from bench.config import load_suite
-    from bench.data import pretraining_view
     from pipeline.engine import RunSpec, train
-    from pipeline.plan import dataset_for, load_params, method_hparams
+    from pipeline.plan import dataset_for, load_params, method_hparams, pretraining_data
     from pipeline.stages import evaluate_run
 
     method = method or spec.method
@@ -154,7 +153,7 @@ def run_trial(spec: SweepSpec, root: Path, value, seed: int, method: str = "") -
     hp = method_hparams(suite, method, entry)  # as pipeline/plan.py resolves the board's runs
     data = dataset_for(suite)
     record = train(RunSpec(suite, method, seed, hp, out, suite.device),
-                   pretraining_view(data, suite.dataset.pretrain_subset), progress_bar=False)
+                   pretraining_data(suite, data), progress_bar=False)
     metrics = {r["protocol"]: r["value"] for r in evaluate_run(suite, out, data)}
     row = {"suite": spec.suite, "method": method, "parameter": spec.param, "value": value, "seed": seed,
            **{k: metrics.get(k, "") for k in METRICS},
