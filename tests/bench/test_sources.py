@@ -98,3 +98,30 @@ def test_ray_train_workers_pretrain_from_a_streamed_folder(fmnist_folder, workdi
     prepare(suite)
     [record] = pretrain(suite, Params(suite=suite.name, methods={"simclr": {}}), "simclr", workers=2)
     assert record["status"] == "complete" and record["workers"] == 2 and record["images_seen"] == 128
+
+
+def test_imagenet100_and_simclr_lists_through_prepare_on_a_streamed_folder(tmp_path, workdir):
+    """A folder in ImageNet's layout: ``classes_file`` keeps CMC's ImageNet-100 classes, ``semi_lists``
+    picks SimCLR's listed train files by name, and prepare writes the index and the splits from them."""
+    from pipeline.plan import dataset_for
+    from pipeline.stages import prepare
+
+    root = tmp_path / "imagenet"
+    folders.synthetic_folder(root, 40, folders.IMAGENET100[:3] + ["n01440764", "n01443537"], sides=(40, 60))
+    classes = tmp_path / "imagenet100.txt"
+    classes.write_text("\n".join(folders.IMAGENET100) + "\n")
+    kept = sorted(p for c in folders.IMAGENET100[:3] for p in (root / "train" / c).iterdir())
+    lists = tmp_path / "imagenet_subsets"
+    lists.mkdir()
+    (lists / "1percent.txt").write_text("".join(p.name + "\n" for p in kept[:3]) + "n01440764_99.JPEG\n")
+    (lists / "10percent.txt").write_text("".join(p.name + "\n" for p in kept[:9]))
+    suite = _suite(root)
+    suite = replace(suite, dataset=replace(suite.dataset, classes_file=str(classes), semi_lists=str(lists)))
+    out = prepare(suite)
+    ds = dataset_for(suite)
+    assert ds.num_classes == 3 and len(ds.train) == len(kept)  # the two other classes are left out
+    assert all(p.parent.name in folders.IMAGENET100 for p in ds.train.images.paths() + ds.test.images.paths())
+    one = [int(i) for i in (out / "splits" / "semi_1pct.txt").read_text().split()]
+    assert sorted(ds.train.names[i] for i in one) == [p.name for p in kept[:3]]  # the unlisted class's file: not kept
+    assert len((out / "splits" / "semi_10pct.txt").read_text().split()) == 9
+    assert "SimCLR list 1percent.txt (3 of 4 files)" in (out / "splits" / "sources.json").read_text()
