@@ -60,14 +60,14 @@ def test_gathered_loss_and_gradients_match_single_process(tmp_path):
 
 # --- a whole method step: 2 workers x 4 images against 1 process x 8 images -------------
 
-def _method(name: str, overrides: dict):
+def _method(name: str, overrides: dict, channels: int = 1):
     from bench.backbones import BackboneCfg, build_backbone
     from methods.base import Context
     from methods.registry import get_method, resolve_hparams
 
     torch.manual_seed(0)
-    backbone = build_backbone(BackboneCfg(name="resnet18", width=4, small_stem=True, in_channels=1))
-    ctx = Context(dataset_size=64, num_classes=10, batch_size=8, total_steps=10, resolution=16, in_channels=1)
+    backbone = build_backbone(BackboneCfg(name="resnet18", width=4, small_stem=True, in_channels=channels))
+    ctx = Context(dataset_size=64, num_classes=10, batch_size=8, total_steps=10, resolution=16, in_channels=channels)
     return get_method(name)(backbone, resolve_hparams(name, overrides), ctx).train()
 
 
@@ -77,9 +77,10 @@ def _views():
 
 
 def _step(method, views, part=slice(None)):
+    """One step on ``views`` (already this worker's share): images ``part`` of the batch of 8."""
     from methods.base import Batch
 
-    out = method.training_step(Batch([v[part] for v in views], torch.arange(8)[part], torch.zeros(8).long()[part]))
+    out = method.training_step(Batch(views, torch.arange(8)[part], torch.zeros(8).long()[part]))
     out.loss.backward()
     return out.loss.detach(), out.carry
 
@@ -94,7 +95,8 @@ def _method_worker(rank, store, name, overrides, out):
     _join(rank, store)
     method = convert_global_bn(_method(name, overrides))
     broadcast_state(method)
-    loss, carry = _step(method, _views(), slice(4 * rank, 4 * rank + 4))
+    part = slice(4 * rank, 4 * rank + 4)
+    loss, carry = _step(method, [v[part] for v in _views()], part)
     dist.all_reduce(loss)
     average_gradients(method)
     method.after_step(0.5, carry)
@@ -136,6 +138,71 @@ def test_two_workers_train_what_one_process_trains(name, overrides, tmp_path):
         assert d_state.keys() == state.keys()
         for key, value in state.items():
             torch.testing.assert_close(d_state[key], value, atol=1e-5, rtol=1e-4, msg=f"{name}: {key}")
+
+
+# --- the same step from a streamed folder: each worker decodes only its own files ---------
+
+FOLDER_BATCH = torch.arange(0, 80, 10)  # the 8 files of the step, spread over the 10 classes
+
+
+def _folder_views(root: str, part=slice(None)) -> list[torch.Tensor]:
+    """SimCLR's views of ``FOLDER_BATCH[part]``, decoded from the folder with one fixed draw
+    (as the tensor test fixes its views): a file's crops depend on its index, not on its batch."""
+    from bench.data import DatasetCfg, at_resolution, load_raw
+    from bench.views import ViewGenerator, recipe
+
+    ds = at_resolution(load_raw(DatasetCfg(name="imagefolder", root=root)), 16)
+    views = ViewGenerator(recipe("simclr", 16), ds.mean, ds.std, torch.device("cpu"))
+    return views(ds.train.images[FOLDER_BATCH[part]], torch.Generator().manual_seed(7))
+
+
+def _folder_worker(rank, store, root, out):
+    import bench.sources
+    from bench.distributed import average_gradients, broadcast_state, convert_global_bn
+
+    opened, real = [], bench.sources.decode_crops
+    bench.sources.decode_crops = lambda path, *a, **k: opened.append(path.name) or real(path, *a, **k)
+    _join(rank, store)
+    method = convert_global_bn(_method("simclr", {}, channels=3))
+    broadcast_state(method)
+    part = slice(4 * rank, 4 * rank + 4)
+    views = _folder_views(root, part)
+    loss, _ = _step(method, views, part)
+    dist.all_reduce(loss)
+    average_gradients(method)
+    out[rank] = (loss / 2, _grads(method), views, opened)
+    dist.destroy_process_group()
+
+
+@needs_fmnist
+def test_two_workers_decode_disjoint_files_of_a_streamed_folder_and_train_what_one_process_trains(tmp_path):
+    """Each of 2 gloo workers opens only its 4 files of the step (disjoint; together the step's 8);
+    its views equal the one-process batch's rows bit for bit, and the mean loss and averaged
+    gradients match one process within the tensor test's tolerance."""
+    from bench import folders
+    from tests.conftest import FMNIST
+
+    root = str(folders.export_fashion_mnist_folder(tmp_path / "folder", FMNIST.parent, limit=80))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(len(os.sched_getaffinity(0)))  # as the spawned workers have (see above)
+    try:
+        views = _folder_views(root)
+        method = _method("simclr", {}, channels=3)
+        loss, _ = _step(method, views)
+    finally:
+        torch.set_num_threads(threads)
+    grads = _grads(method)
+    out = mp.get_context("spawn").Manager().dict()
+    mp.start_processes(_folder_worker, args=(str(tmp_path / "store"), root, out), nprocs=2, start_method="spawn")
+    files = folders.scan(root)["train"]["files"]
+    for rank in (0, 1):
+        d_loss, d_grads, d_views, opened = out[rank]
+        part = slice(4 * rank, 4 * rank + 4)
+        assert sorted(opened) == sorted(files[i].rsplit("/", 1)[-1] for i in FOLDER_BATCH[part].tolist())
+        assert all(torch.equal(d, v[part]) for d, v in zip(d_views, views, strict=True))
+        torch.testing.assert_close(d_loss, loss, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(d_grads, grads, atol=1e-5 * float(grads.abs().max().clamp(min=1.0)), rtol=1e-3)
+    assert not set(out[0][3]) & set(out[1][3])
 
 
 @needs_fmnist
