@@ -15,7 +15,7 @@ import torch
 from bench.errors import SSLBenchError, choices
 from bench.idx import INSTALL_HINT, read_idx
 from bench.protocols import SIMCLR_LISTS
-from bench.sources import is_lazy
+from bench.sources import DEFAULT_RES, FolderImages, is_lazy
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
@@ -135,13 +135,13 @@ def _streamed_folder(cfg: DatasetCfg) -> tuple[Split, Split, str]:
     index = folders.scan(root)
     if cfg.classes_file:
         index = folders.filter_classes(index, _wanted_classes(cfg))
-    return (*(_lazy_split(root, index[s]["files"], index[s]["labels"], cfg) for s in folders.SPLITS), str(root))
+    res = cfg.load_size or DEFAULT_RES
+    return (*(_lazy_split(root, index[s]["files"], index[s]["labels"], res) for s in folders.SPLITS), str(root))
 
 
-def _lazy_split(root, files: list[str], labels: list[int], cfg: DatasetCfg) -> Split:
-    from bench.sources import DEFAULT_RES, FolderImages
-
-    return Split(FolderImages(root, files, res=cfg.load_size or DEFAULT_RES), torch.tensor(labels, dtype=torch.int64),
+def _lazy_split(root, files: list[str], labels: list[int], res: int) -> Split:
+    """A split left on disk: its files (relative to ``root``), labels and file names."""
+    return Split(FolderImages(root, files, res=res), torch.tensor(labels, dtype=torch.int64),
                  [f.rsplit("/", 1)[-1] for f in files])
 
 
@@ -214,8 +214,7 @@ def save_cache(ds: Dataset, directory: Path) -> None:
     stream = is_lazy(ds.train.images)
     for split_name, split in (("train", ds.train), ("test", ds.test)):
         if stream:  # an index of the files (paths and labels), never the pixels
-            index = {"root": str(split.images.root), "files": [str(p.relative_to(split.images.root))
-                                                                for p in split.images.paths()],
+            index = {"root": str(split.images.root), "files": split.images.selected_files(),
                      "labels": split.labels.tolist(), "res": split.images.res}
             atomic_write_text(directory / f"{split_name}.index.json", json.dumps(index, separators=(",", ":")))
         else:
@@ -250,15 +249,11 @@ def load_cache(directory: Path) -> Dataset:
 
 
 def _load_index(path: Path) -> Split:
-    from bench.sources import FolderImages
-
     try:
         index = json.loads(path.read_text())
     except (OSError, ValueError):
         raise SSLBenchError(f"prepared index '{path}' is unreadable; re-run prepare.") from None
-    files = index["files"]
-    return Split(FolderImages(index["root"], files, res=index["res"]), torch.tensor(index["labels"], dtype=torch.int64),
-                 [f.rsplit("/", 1)[-1] for f in files])
+    return _lazy_split(index["root"], index["files"], index["labels"], index["res"])
 
 
 def label_fraction_split(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:

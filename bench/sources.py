@@ -60,8 +60,12 @@ class FolderImages:
     def pin_memory(self) -> FolderImages:
         return self
 
+    def selected_files(self) -> list[str]:
+        """The selected files, relative to ``root`` (as the index lists them)."""
+        return [self.files[i] for i in self.indices.tolist()]
+
     def paths(self) -> list[Path]:
-        return [self.root / self.files[i] for i in self.indices.tolist()]
+        return [self.root / f for f in self.selected_files()]
 
     def _map(self, fn, items) -> list:
         with ThreadPoolExecutor(min(self.threads, max(1, len(items)))) as pool:
