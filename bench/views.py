@@ -171,14 +171,25 @@ def _hue_rotate(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 def color_jitter(x: torch.Tensor, aug: Augment, gen) -> torch.Tensor:
     n, dev = x.shape[0], x.device
     apply = _bernoulli(n, aug.jitter_p, gen, dev).view(-1, 1, 1, 1)
-    out = x * _uniform(n, 1 - aug.brightness, 1 + aug.brightness, gen, dev).view(-1, 1, 1, 1)
-    out = out.clamp_(0, 1)
-    mean = _gray(out).mean(dim=(1, 2, 3), keepdim=True)
-    out = _blend(out, mean, _uniform(n, 1 - aug.contrast, 1 + aug.contrast, gen, dev))
+    bright = _uniform(n, 1 - aug.brightness, 1 + aug.brightness, gen, dev)
+    contrast = _uniform(n, 1 - aug.contrast, 1 + aug.contrast, gen, dev)
     if x.shape[1] == 3:
-        out = _blend(out, _gray(out), _uniform(n, 1 - aug.saturation, 1 + aug.saturation, gen, dev))
-        out = _hue_rotate(out, _uniform(n, -aug.hue, aug.hue, gen, dev))
+        sat = _uniform(n, 1 - aug.saturation, 1 + aug.saturation, gen, dev)
+        hue = _uniform(n, -aug.hue, aug.hue, gen, dev)
+    if _none(apply):
+        return x
+    out = (x * bright.view(-1, 1, 1, 1)).clamp_(0, 1)
+    mean = _gray(out).mean(dim=(1, 2, 3), keepdim=True)
+    out = _blend(out, mean, contrast)
+    if x.shape[1] == 3:
+        out = _hue_rotate(_blend(out, _gray(out), sat), hue)
     return torch.where(apply, out, x)
+
+
+def _none(apply: torch.Tensor) -> bool:
+    """No sample of the batch takes the op (checked on a CPU only: free there, a sync on CUDA).
+    Every draw is made before the check, so skipping changes no later draw."""
+    return apply.device.type == "cpu" and not bool(apply.any())
 
 
 def gaussian_blur(x: torch.Tensor, aug: Augment, gen) -> torch.Tensor:
@@ -186,6 +197,8 @@ def gaussian_blur(x: torch.Tensor, aug: Augment, gen) -> torch.Tensor:
     dev = x.device
     sigma = _uniform(n, *aug.blur_sigma, gen, dev)
     apply = _bernoulli(n, aug.blur_p, gen, dev)
+    if _none(apply):
+        return x
     radius = max(1, int(round(0.05 * aug.size)), math.ceil(aug.blur_sigma[1]))
     taps = torch.arange(-radius, radius + 1, device=dev, dtype=x.dtype)
     kernel = torch.exp(-(taps.view(1, -1) ** 2) / (2 * sigma.view(-1, 1) ** 2))
@@ -201,21 +214,28 @@ def gaussian_blur(x: torch.Tensor, aug: Augment, gen) -> torch.Tensor:
     return flat.view(n, c, h, w)
 
 
-def augment(x: torch.Tensor, aug: Augment, gen) -> torch.Tensor:
-    """One view of a float batch in [0, 1]."""
+def recolour(x: torch.Tensor, aug: Augment, gen) -> torch.Tensor:
+    """The view's recipe after the crop and flip: colour jitter, grayscale, blur, solarize (float [0, 1])."""
     n, dev = x.shape[0], x.device
-    out = crop_flip(x, aug, gen)
+    out = x
     if aug.jitter_p > 0:
         out = color_jitter(out, aug, gen)
     if aug.grayscale_p > 0 and out.shape[1] == 3:
         gray = _bernoulli(n, aug.grayscale_p, gen, dev).view(-1, 1, 1, 1)
-        out = torch.where(gray, _gray(out).expand_as(out), out)
+        if not _none(gray):
+            out = torch.where(gray, _gray(out).expand_as(out), out)
     if aug.blur_p > 0:
         out = gaussian_blur(out, aug, gen)
     if aug.solarize_p > 0:
         sol = _bernoulli(n, aug.solarize_p, gen, dev).view(-1, 1, 1, 1)
-        out = torch.where(sol & (out >= 0.5), 1 - out, out)
+        if not _none(sol):
+            out = torch.where(sol & (out >= 0.5), 1 - out, out)
     return out
+
+
+def augment(x: torch.Tensor, aug: Augment, gen) -> torch.Tensor:
+    """One view of a float batch in [0, 1]."""
+    return recolour(crop_flip(x, aug, gen), aug, gen)
 
 
 class ViewGenerator:
@@ -234,9 +254,9 @@ class ViewGenerator:
         return images_u8.to(self.device, non_blocking=True).float().div_(255)
 
     def __call__(self, images_u8: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
-        if hasattr(images_u8, "decode_views"):  # files on disk (bench/sources.py): crops of the originals
+        if hasattr(images_u8, "decode_views"):  # files on disk (bench/sources.py): views made in its threads
             draw = int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device))
-            return [self.normalize(self.to_float(v)) for v in images_u8.decode_views(self.spec, draw)]
+            return [self.normalize(v.to(self.device, non_blocking=True)) for v in images_u8.decode_views(self.spec, draw)]
         x = self.to_float(images_u8)
         return [self.normalize(augment(x, aug, gen)) for aug in self.spec.crops]
 
