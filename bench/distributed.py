@@ -83,8 +83,8 @@ class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         if not (self.training and world_size() > 1):
             return super().forward(x)
         channels, dims = x.shape[1], [0, *range(2, x.dim())]
-        xf = x.float()
-        count = torch.tensor([x.numel() / channels], device=x.device)
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # half / bf16 statistics in float32
+        count = torch.tensor([x.numel() / channels], device=x.device, dtype=xf.dtype)
         stats = _AllReduceSum.apply(torch.cat([xf.sum(dims), (xf * xf).sum(dims), count]))
         n = stats[-1]
         mean = stats[:channels] / n
