@@ -15,7 +15,7 @@ import torch
 from bench.errors import SSLBenchError, choices
 from bench.idx import INSTALL_HINT, read_idx
 from bench.protocols import SIMCLR_LISTS
-from bench.sources import DEFAULT_RES, FolderImages, is_lazy
+from bench.sources import DEFAULT_RES, PAPERS_CROP, FolderImages, is_lazy
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
@@ -31,6 +31,10 @@ class DatasetCfg:
     semi_lists: str | None = field(default=None, metadata={
         "doc": "folder with SimCLR's 1percent.txt / 10percent.txt (ImageNet train file names)"})
     load_size: int = field(default=0, metadata={"nonnegative": True, "doc": "imagefolder: resize shorter side"})
+    center_crop: float = field(default=PAPERS_CROP, metadata={
+        "positive": True, "at_most": 1.0,
+        "doc": "imagefolder evaluation: shorter side to resolution / center_crop, then the center resolution "
+               "square (0.875 = the papers' 224 of 256; 1.0 = the whole image, as for 28-32 px images)"})
     stream: bool = field(default=True, metadata={
         "doc": "imagefolder: decode each batch from its files (bench/sources.py), never the whole folder; "
                "false: decode it once into load_size squares (small folders only)"})
@@ -136,12 +140,13 @@ def _streamed_folder(cfg: DatasetCfg) -> tuple[Split, Split, str]:
     if cfg.classes_file:
         index = folders.filter_classes(index, _wanted_classes(cfg))
     res = cfg.load_size or DEFAULT_RES
-    return (*(_lazy_split(root, index[s]["files"], index[s]["labels"], res) for s in folders.SPLITS), str(root))
+    splits = (_lazy_split(root, index[s]["files"], index[s]["labels"], res, cfg.center_crop) for s in folders.SPLITS)
+    return (*splits, str(root))
 
 
-def _lazy_split(root, files: list[str], labels: list[int], res: int) -> Split:
+def _lazy_split(root, files: list[str], labels: list[int], res: int, crop: float) -> Split:
     """A split left on disk: its files (relative to ``root``), labels and file names."""
-    return Split(FolderImages(root, files, res=res), torch.tensor(labels, dtype=torch.int64),
+    return Split(FolderImages(root, files, res=res, crop=crop), torch.tensor(labels, dtype=torch.int64),
                  [f.rsplit("/", 1)[-1] for f in files])
 
 
@@ -215,7 +220,7 @@ def save_cache(ds: Dataset, directory: Path) -> None:
     for split_name, split in (("train", ds.train), ("test", ds.test)):
         if stream:  # an index of the files (paths and labels), never the pixels
             index = {"root": str(split.images.root), "files": split.images.selected_files(),
-                     "labels": split.labels.tolist(), "res": split.images.res}
+                     "labels": split.labels.tolist(), "res": split.images.res, "crop": split.images.crop}
             atomic_write_text(directory / f"{split_name}.index.json", json.dumps(index, separators=(",", ":")))
         else:
             atomic_torch_save({"images": split.images, "labels": split.labels}, directory / f"{split_name}.pt")
@@ -253,7 +258,7 @@ def _load_index(path: Path) -> Split:
         index = json.loads(path.read_text())
     except (OSError, ValueError):
         raise SSLBenchError(f"prepared index '{path}' is unreadable; re-run prepare.") from None
-    return _lazy_split(index["root"], index["files"], index["labels"], index["res"])
+    return _lazy_split(index["root"], index["files"], index["labels"], index["res"], index.get("crop", PAPERS_CROP))
 
 
 def label_fraction_split(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:

@@ -7,14 +7,15 @@
   ``filter_files(index, list_path)`` keeps the train files of SimCLR's ``imagenet_subsets/
   1percent.txt`` / ``10percent.txt`` (one ``n01440764_10026.JPEG`` per line; read from a path the
   user gives, the lists are not in this repository).
-- ``FolderStream`` decodes a batch at a time from the files in a thread pool (PIL releases the GIL
-  while decoding), with JPEG draft mode (DCT-domain 1/2, 1/4, 1/8 down-scaling) when the target is
-  much smaller than the source. Pretraining: one RandomResizedCrop per view on the ORIGINAL image
-  (the view's ``Augment.scale`` / ``ratio``, torchvision's ``get_params`` semantics), then the rest
-  of the view's recipe on the crop with PIL in the same thread (``photometric``: flip, jitter,
-  grayscale, blur, solarize, as the papers' PIL pipelines) -> uint8 [B, 3, size, size] per view;
-  ``finish_views`` makes them floats. Evaluation: shorter side to ``round(res * 256 / 224)``,
-  center crop ``res``.
+- ``decode_crops(path, crops, rng)`` decodes one file for pretraining, with JPEG draft mode
+  (DCT-domain 1/2, 1/4, 1/8 down-scaling) when the crops are much smaller than the source: one
+  RandomResizedCrop per view on the ORIGINAL image (the view's ``Augment.scale`` / ``ratio``,
+  torchvision's ``get_params`` semantics) and a flip, then the rest of the view's recipe with the
+  tensor path's code (``bench.views.recolour``: jitter, grayscale, blur, solarize on floats), so
+  a folder and a tensor dataset get the same recipe. ``decode_eval(path, res, crop=...)``: shorter
+  side to ``res / crop``, center crop ``res`` (``crop`` 224 / 256 as the papers, 1 = whole image).
+  ``bench/sources.py`` runs them over a batch's files in a thread pool (PIL and torch release the
+  GIL).
 - ``shard_indices(n, rank, world_size, epoch, seed)``: a seeded permutation split
   DistributedSampler-style (``perm[rank::world_size]``), disjoint across ranks.
 - ``export_fashion_mnist_folder`` and ``synthetic_folder`` write real / synthetic JPEG folders.
@@ -22,19 +23,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image
 
 from bench.idx import read_idx
-from bench.views import Augment, ViewSpec
+from bench.views import Augment, recolour
 
 INDEX_NAME = "index.json"
 SPLITS = ("train", "val")
@@ -183,40 +182,11 @@ def _open(path: Path, request: tuple[int, int] | None, draft: bool) -> tuple[Ima
     return img, img.size[0] / w0, img.size[1] / h0
 
 
-def _shift_hue(img: Image.Image, shift: float) -> Image.Image:
-    """torchvision's ``adjust_hue`` on PIL: the HSV hue channel rotated by ``shift`` turns."""
-    step = int(round(shift * 255)) % 256
-    if step == 0:
-        return img
-    h, s, v = img.convert("HSV").split()
-    return Image.merge("HSV", (h.point([(i + step) % 256 for i in range(256)]), s, v)).convert("RGB")
-
-
-def photometric(img: Image.Image, aug: Augment, rng: random.Random) -> Image.Image:
-    """The rest of a view's recipe on its crop, with PIL as the papers' reference code applies it
-    (torchvision's ops on PIL; ``ImageFilter.GaussianBlur(radius=sigma)`` as MoCo v2 and BYOL):
-    flip, colour jitter (brightness, contrast, saturation, hue, in bench/views.py's fixed order),
-    grayscale, blur (sigma in pixels), solarize (threshold 128), each with the view's probability."""
-    if rng.random() < aug.flip_p:
-        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    if rng.random() < aug.jitter_p:
-        for enhance, strength in ((ImageEnhance.Brightness, aug.brightness), (ImageEnhance.Contrast, aug.contrast),
-                                  (ImageEnhance.Color, aug.saturation)):
-            img = enhance(img).enhance(rng.uniform(1 - strength, 1 + strength))
-        img = _shift_hue(img, rng.uniform(-aug.hue, aug.hue))
-    if rng.random() < aug.grayscale_p:
-        img = img.convert("L").convert("RGB")
-    if rng.random() < aug.blur_p:
-        img = img.filter(ImageFilter.GaussianBlur(radius=rng.uniform(*aug.blur_sigma)))
-    if rng.random() < aug.solarize_p:
-        img = ImageOps.solarize(img, 128)
-    return img
-
-
 def decode_crops(path: Path | str, crops: tuple[Augment, ...], rng: random.Random,
                  draft: bool = True) -> list[torch.Tensor]:
-    """Each view of ``crops`` from one decode: a RandomResizedCrop on the original image, then
-    :func:`photometric` -> uint8 [3, size, size] each (all random draws from ``rng``)."""
+    """Each view of ``crops`` from one decode: a RandomResizedCrop on the original image and a flip
+    (PIL), then the view's recipe with the tensor path's own code (``bench.views.recolour`` on the
+    crop, a batch of one) -> float [3, size, size] in [0, 1]. Every random draw comes from ``rng``."""
     with Image.open(path) as probe:
         w0, h0 = probe.size
     boxes = [rrc_params(w0, h0, a.scale, a.ratio, rng) for a in crops]
@@ -225,20 +195,26 @@ def decode_crops(path: Path | str, crops: tuple[Augment, ...], rng: random.Rando
     img, fx, fy = _open(Path(path), (math.ceil(w0 * need), math.ceil(h0 * need)), draft)
     out = []
     for a, (top, left, h, w) in zip(crops, boxes):
-        box = (left * fx, top * fy, (left + w) * fx, (top + h) * fy)
-        out.append(_to_tensor(photometric(img.resize((a.size, a.size), Image.BILINEAR, box=box), a, rng)))
+        crop = img.resize((a.size, a.size), Image.BILINEAR, box=(left * fx, top * fy, (left + w) * fx, (top + h) * fy))
+        if rng.random() < a.flip_p:
+            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        gen = torch.Generator().manual_seed(rng.getrandbits(63))
+        out.append(recolour(_to_tensor(crop).float().div_(255).unsqueeze(0), a, gen)[0])
     return out
 
 
-def eval_size(res: int) -> int:
-    """The shorter side before the center crop: 256 at 224, scaled with the resolution."""
-    return int(round(res * 256 / 224))
+PAPERS_CROP = 224 / 256  # evaluation: the center 224 of the shorter side resized to 256
 
 
-def decode_eval(path: Path | str, res: int, draft: bool = True) -> torch.Tensor:
-    """Resize the shorter side to ``eval_size(res)``, center-crop ``res`` (torchvision's
+def eval_size(res: int, crop: float = PAPERS_CROP) -> int:
+    """The shorter side before the center crop: 256 at 224 (``crop`` 0.875), ``res`` at ``crop`` 1."""
+    return int(round(res / crop))
+
+
+def decode_eval(path: Path | str, res: int, draft: bool = True, crop: float = PAPERS_CROP) -> torch.Tensor:
+    """Resize the shorter side to ``eval_size(res, crop)``, center-crop ``res`` (torchvision's
     Resize + CenterCrop on PIL, bilinear) -> uint8 [3, res, res]."""
-    short = eval_size(res)
+    short = eval_size(res, crop)
     with Image.open(path) as probe:
         w0, h0 = probe.size
     if w0 <= h0:
@@ -249,65 +225,6 @@ def decode_eval(path: Path | str, res: int, draft: bool = True) -> torch.Tensor:
     img = img.resize((nw, nh), Image.BILINEAR)
     top, left = int(round((nh - res) / 2.0)), int(round((nw - res) / 2.0))
     return _to_tensor(img.crop((left, top, left + res, top + res)))
-
-
-def _image_seed(seed: int, epoch: int, index: int) -> int:
-    return int.from_bytes(hashlib.blake2b(f"{seed}/{epoch}/{index}".encode(), digest_size=8).digest(), "little")
-
-
-# --------------------------------------------------------------------------- streaming
-
-class FolderStream:
-    """Batches decoded from an index's files, one batch (plus ``prefetch``) in memory at a time.
-
-    ``pretrain_batches(indices, batch, spec, epoch)`` yields (views, labels): ``views`` a list of
-    uint8 [B, 3, s, s] per crop of ``spec``, already cropped and augmented; ``finish_views`` makes
-    them floats. ``eval_batches(indices, batch, res)`` yields (uint8 [B, 3, res, res], labels).
-    """
-
-    def __init__(self, index: dict, split: str = "train", threads: int = 2, seed: int = 0,
-                 draft: bool = True, prefetch: int = 1):
-        self.root = Path(index["root"])
-        self.files = index[split]["files"]
-        self.labels = index[split]["labels"]
-        self.classes = index["classes"]
-        self.threads, self.seed, self.draft, self.prefetch = threads, seed, draft, prefetch
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def _pretrain_one(self, i: int, crops, epoch: int) -> list[torch.Tensor]:
-        return decode_crops(self.root / self.files[i], crops, random.Random(_image_seed(self.seed, epoch, i)),
-                            self.draft)
-
-    def _batches(self, indices, batch: int, work):
-        chunks = [list(indices[k: k + batch]) for k in range(0, len(indices), batch)]
-        with ThreadPoolExecutor(self.threads) as pool:
-            pending = []
-            for chunk in chunks:
-                pending.append((chunk, [pool.submit(work, i) for i in chunk]))
-                if len(pending) > self.prefetch:
-                    yield self._collect(*pending.pop(0))
-            for item in pending:
-                yield self._collect(*item)
-
-    def _collect(self, chunk, futures):
-        results = [f.result() for f in futures]
-        labels = torch.tensor([self.labels[i] for i in chunk], dtype=torch.long)
-        if isinstance(results[0], list):
-            return [torch.stack(v) for v in zip(*results)], labels
-        return torch.stack(results), labels
-
-    def pretrain_batches(self, indices, batch: int, spec: ViewSpec, epoch: int = 0):
-        yield from self._batches(indices, batch, lambda i: self._pretrain_one(i, spec.crops, epoch))
-
-    def eval_batches(self, indices, batch: int, res: int):
-        yield from self._batches(indices, batch, lambda i: decode_eval(self.root / self.files[i], res, self.draft))
-
-
-def finish_views(views_u8: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The streamed views (already cropped and augmented in the decode threads) as floats in [0, 1]."""
-    return [x.float().div_(255) for x in views_u8]
 
 
 # --------------------------------------------------------------------------- writers

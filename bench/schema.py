@@ -1,6 +1,6 @@
 """Build typed dataclasses from plain dicts, refusing bad input with one sentence.
 
-Field metadata understood: ``positive`` (number must be > 0), ``nonnegative``, ``below``,
+Field metadata understood: ``positive`` (number must be > 0), ``nonnegative``, ``below``, ``at_most``,
 ``choices`` (allowed values), ``doc`` (shown by ``sslbench suites``).
 """
 
@@ -101,6 +101,8 @@ def _check_field(field: dataclasses.Field, value: Any, where: str) -> None:
             raise SSLBenchError(f"{where} must not be negative, got {value!r}.")
         if "below" in meta and isinstance(number, (int, float)) and not number < meta["below"]:
             raise SSLBenchError(f"{where} must be below {meta['below']}, got {value!r}.")
+        if "at_most" in meta and isinstance(number, (int, float)) and number > meta["at_most"]:
+            raise SSLBenchError(f"{where} must be at most {meta['at_most']}, got {value!r}.")
 
 
 def build(cls: type, data: Any, where: str) -> Any:

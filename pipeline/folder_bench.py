@@ -3,10 +3,11 @@
     python -m pipeline.folder_bench --root DIR [--images N] [--threads T] [--rss]
     python -m pipeline.folder_bench --synthetic DIR --images 10000   # write a folder first
 
-(a) ours: ``bench.folders.FolderStream`` (thread pool, JPEG draft decode, RandomResizedCrop on the
-original image per view, then SimCLR's flip / jitter / grayscale / blur on the crop in the same thread).
+(a) ours: ``bench.sources.FolderImages`` as pretraining uses it (thread pool, JPEG draft decode,
+RandomResizedCrop on the original image per view and a flip, then SimCLR's jitter / grayscale / blur on
+the float crop in the same thread, ``bench.views.recolour``).
 (b) torchvision ``datasets.ImageFolder`` + ``transforms.v2`` on PIL, two views an image as SimCLR
-needs (RandomResizedCrop, flip, ColorJitter(0.4, 0.4, 0.4, 0.1) p=0.8, RandomGrayscale 0.2,
+needs (RandomResizedCrop, flip, ColorJitter(0.8, 0.8, 0.8, 0.2) p=0.8, RandomGrayscale 0.2,
 GaussianBlur p=0.5, ToImage + ToDtype): the lightly / solo-learn pipeline without DALI, in a
 DataLoader with as many workers as (a) has threads. Both print images/s per core (T cores).
 ``--rss`` runs a child process that indexes the folder and streams ``--batches`` batches, and prints
@@ -27,18 +28,24 @@ from pathlib import Path
 import torch
 
 from bench import folders
+from bench.sources import FolderImages
 from bench.views import recipe
+
+
+def _batches(images: FolderImages, n: int, batch: int, res: int, epoch: int = 0):
+    """SimCLR's two views of ``n`` images of an epoch's permutation, ``batch`` at a time."""
+    spec = recipe("simclr", res)
+    idx = torch.tensor(folders.shard_indices(len(images), 0, 1, epoch, 0)[:n])
+    for k in range(0, len(idx), batch):
+        yield images[idx[k: k + batch]].decode_views(spec, draw=epoch * len(idx) + k)
 
 
 def _ours(root: Path, n: int, threads: int, batch: int, res: int) -> float:
     index = folders.read_index(root) if (root / folders.INDEX_NAME).is_file() else folders.scan(root)
-    spec = recipe("simclr", res)
-    stream = folders.FolderStream(index, threads=threads, seed=0)
-    idx = folders.shard_indices(len(stream), 0, 1, 0, 0)[:n]
+    images = FolderImages(root, index["train"]["files"], res=res, threads=threads)
     t0, count = None, 0
-    for views, _ in stream.pretrain_batches(idx, batch, spec):
-        folders.finish_views(views)
-        if t0 is None:  # the first batch is warm-up (pool start), as for (b)
+    for views in _batches(images, n, batch, res):
+        if t0 is None:  # the first batch is warm-up, as for (b)
             t0 = time.perf_counter()
         else:
             count += len(views[0])
@@ -65,7 +72,7 @@ def _torchvision(root: Path, n: int, threads: int, batch: int, res: int) -> floa
 
     one = v2.Compose([
         v2.RandomResizedCrop(res, antialias=True), v2.RandomHorizontalFlip(),
-        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), v2.RandomGrayscale(0.2),
+        v2.RandomApply([v2.ColorJitter(0.8, 0.8, 0.8, 0.2)], p=0.8), v2.RandomGrayscale(0.2),
         v2.RandomApply([v2.GaussianBlur(23, (0.1, 2.0))], p=0.5), v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
     ])
     ds = datasets.ImageFolder(str(root / "train"), transform=_TwoViews(one))
@@ -84,17 +91,15 @@ def _torchvision(root: Path, n: int, threads: int, batch: int, res: int) -> floa
 
 def _rss_child(root: Path, batches: int, batch: int, threads: int, res: int) -> None:
     index = folders.read_index(folders.write_index(root, Path("/tmp") / f"folder_bench_index_{root.name}.json"))
-    spec = recipe("simclr", res)
-    stream = folders.FolderStream(index, threads=threads, seed=0)
+    images = FolderImages(root, index["train"]["files"], res=res, threads=threads)
     done, epoch = 0, 0
     while done < batches:
-        for views, _ in stream.pretrain_batches(folders.shard_indices(len(stream), 0, 1, epoch, 0), batch, spec, epoch):
-            folders.finish_views(views)
+        for _ in _batches(images, len(images), batch, res, epoch):
             done += 1
             if done >= batches:
                 break
         epoch += 1
-    print(json.dumps({"images": len(stream), "batches": done,
+    print(json.dumps({"images": len(images), "batches": done,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 

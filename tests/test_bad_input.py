@@ -143,6 +143,8 @@ def bad_number(leaf: Leaf) -> st.SearchStrategy:
         value = st.integers(-10**12, 0) if tp is int else st.floats(max_value=0.0, min_value=-1e300)
     else:
         value = st.integers(-10**12, -1) if tp is int else st.floats(max_value=-1e-9, min_value=-1e300)
+    if "at_most" in leaf.meta:
+        value = st.one_of(value, st.floats(min_value=leaf.meta["at_most"] + 1e-6, max_value=1e300))
     return st.lists(value, min_size=1, max_size=2) if typing.get_origin(leaf.type) is list else value
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 from torchvision import transforms
 
 from bench import folders
+from bench.sources import FolderImages
 from bench.views import Augment, recipe
 from tests.conftest import FMNIST, needs_fmnist
 
@@ -84,22 +85,27 @@ def test_eval_transform_is_resize_then_center_crop(tmp_path):
     assert (ours.int() - ref.int()).abs().max() <= 1
 
 
-def test_stream_yields_fixed_size_views_and_labels(tiny):
+def test_folder_images_yield_fixed_size_views_reproducibly(tiny):
     index = folders.read_index(tiny)
+    images = FolderImages(tiny, index["train"]["files"], res=32, threads=2, seed=1)
     spec = recipe("simclr", 32)
-    stream = folders.FolderStream(index, threads=2, seed=1)
-    idx = folders.shard_indices(len(stream), 0, 1, 0, 0)
-    got = list(stream.pretrain_batches(idx, 8, spec, epoch=0))
-    assert [v[0][0].shape[0] for v in got] == [8, 8, 8, 3]
-    views, labels = got[0]
-    assert len(views) == 2 and views[0].dtype == torch.uint8 and views[0].shape[1:] == (3, 32, 32)
-    assert labels.tolist() == [index["train"]["labels"][i] for i in idx[:8]]
-    again = next(iter(stream.pretrain_batches(idx, 8, spec, epoch=0)))[0]
-    assert torch.equal(again[0], views[0])  # per-image seeds: reproducible whatever the thread order
-    out = folders.finish_views(views)
-    assert out[0].shape == (8, 3, 32, 32) and 0 <= out[0].min() and out[0].max() <= 1
-    ev, _ = next(iter(folders.FolderStream(index, "val").eval_batches(range(3), 3, 32)))
-    assert ev.shape == (3, 3, 32, 32)
+    idx = torch.tensor(folders.shard_indices(len(images), 0, 1, 0, 0))
+    views = images[idx[:8]].decode_views(spec, draw=3)
+    assert len(views) == 2 and views[0].dtype == torch.float32 and views[0].shape == (8, 3, 32, 32)
+    assert 0 <= views[0].min() and views[0].max() <= 1
+    assert torch.equal(images[idx[:8]].decode_views(spec, draw=3)[0], views[0])  # per-image seeds, any thread order
+    assert not torch.equal(images[idx[:8]].decode_views(spec, draw=4)[0], views[0])
+    val = FolderImages(tiny, index["val"]["files"], res=32)
+    assert val[0:3].decode_plain().shape == (3, 3, 32, 32)
+
+
+def test_eval_crop_one_keeps_the_whole_image(tmp_path):
+    """``dataset.center_crop: 1.0``: an image already at the resolution comes back unchanged."""
+    pixels = np.random.default_rng(0).integers(0, 256, (28, 28, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    whole = folders.decode_eval(tmp_path / "a.png", 28, crop=1.0)
+    assert torch.equal(whole, torch.from_numpy(pixels).permute(2, 0, 1))
+    assert folders.eval_size(224) == 256 and folders.eval_size(28) == 32 and folders.eval_size(28, 1.0) == 28
 
 
 @needs_fmnist
@@ -131,25 +137,26 @@ def test_draft_decode_is_close_to_a_full_decode(tmp_path):
     assert (fast - full).abs().mean() < 1.5
 
 
-def test_photometric_applies_each_op_of_the_view_as_pil_does():
-    """The recipe after the crop runs in the decode threads with PIL (as the papers' pipelines):
-    each op at probability 0 leaves the crop alone, at probability 1 does what PIL does."""
+def test_the_recipe_after_the_crop_is_the_tensor_paths_on_floats(tmp_path):
+    """After the PIL crop and flip, a folder view gets ``bench.views.recolour`` on floats: every op
+    off leaves the crop alone; brightness alone scales it by one factor, unquantised (PIL's 8-bit
+    enhance would round every pixel); the same rng gives the same views."""
     from dataclasses import replace
 
-    from PIL import ImageOps
-
-    rng = np.random.default_rng(0)
-    img = Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
-    off = Augment(16, flip_p=0.0, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0)
-    assert np.array_equal(np.asarray(folders.photometric(img, off, random.Random(0))), np.asarray(img))
-    flipped = folders.photometric(img, replace(off, flip_p=1.0), random.Random(0))
-    assert np.array_equal(np.asarray(flipped), np.asarray(img)[:, ::-1])
-    gray = np.asarray(folders.photometric(img, replace(off, grayscale_p=1.0), random.Random(0)))
-    assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
-    solar = folders.photometric(img, replace(off, solarize_p=1.0), random.Random(0))
-    assert np.array_equal(np.asarray(solar), np.asarray(ImageOps.solarize(img, 128)))
-    blurred = np.asarray(folders.photometric(img, replace(off, blur_p=1.0), random.Random(0)), dtype=float)
-    assert blurred.std() < np.asarray(img, dtype=float).std()  # sigma >= 0.1 px: smoother
-    full = Augment(16, brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2, blur_p=0.5)
-    a, b = (np.asarray(folders.photometric(img, full, random.Random(7))) for _ in range(2))
-    assert np.array_equal(a, b)  # all draws from the image's own rng: reproducible in any thread
+    gray = np.repeat(np.random.default_rng(0).integers(40, 200, (24, 24, 1), dtype=np.uint8), 3, axis=2)
+    path = tmp_path / "g.png"
+    Image.fromarray(gray).save(path)
+    off = Augment(24, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, grayscale_p=0.0)
+    crop = folders.decode_crops(path, (off,), random.Random(0))[0]
+    plain = torch.from_numpy(gray).permute(2, 0, 1).float() / 255
+    assert crop.dtype == torch.float32 and torch.allclose(crop, plain, atol=1e-6)
+    flipped = folders.decode_crops(path, (replace(off, flip_p=1.0),), random.Random(0))[0]
+    assert torch.allclose(flipped, plain.flip(-1), atol=1e-6)
+    bright = replace(off, jitter_p=1.0, brightness=0.3, contrast=0.0, saturation=0.0, hue=0.0)
+    out = folders.decode_crops(path, (bright,), random.Random(5))[0]
+    ratio = out / plain
+    assert 0.7 <= ratio.mean() <= 1.3 and ratio.std() < 1e-5 and not torch.equal(out, plain)
+    assert (out * 255 - (out * 255).round()).abs().max() > 0.01  # floats, not 8-bit levels
+    full = recipe("simclr", 24).crops
+    a, b = (folders.decode_crops(path, full, random.Random(7)) for _ in range(2))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))  # all draws from the image's own rng
