@@ -66,7 +66,7 @@ def test_rrc_matches_torchvision_bounds_on_a_wide_image():
             top, left, h, w = folders.rrc_params(300, 100, scale, (3 / 4, 4 / 3), rng)
             assert 0 <= top and top + h <= 100 and 0 <= left and left + w <= 300
             if scale == (1.0, 1.0):  # area 30000 never fits at 3/4-4/3: torchvision's fallback
-                assert (h, w) == tuple(transforms.RandomResizedCrop.get_params(
+                assert (round(h), round(w)) == tuple(transforms.RandomResizedCrop.get_params(
                     torch.zeros(3, 100, 300), list(scale), [3 / 4, 4 / 3])[2:])
             assert 3 / 4 - 0.03 <= w / h <= 4 / 3 + 0.03
     # same rule as torchvision on a large image: areas in the scale range
