@@ -17,7 +17,7 @@ from tqdm import tqdm
 from bench import paths
 from bench.backbones import BackboneCfg, build_backbone
 from bench.config import Params, Suite
-from bench.data import OWN_SPLIT, Dataset, load_raw, save_cache, semi_split
+from bench.data import OWN_SPLIT, Dataset, at_resolution, load_raw, save_cache, semi_split
 from bench.device import pick_device
 from bench.errors import SSLBenchError
 from bench.io import atomic_write_text, safe_torch_load
@@ -48,7 +48,7 @@ from pipeline.results import leaderboard, make_rows, read_rows, write_leaderboar
 def prepare(suite: Suite) -> Path:
     """Cache the dataset as uint8 tensors and write the class-balanced label splits."""
     out = paths.prepared_dir(suite.name)
-    ds = load_raw(suite.dataset)
+    ds = at_resolution(load_raw(suite.dataset), suite.resolution)  # a streamed folder's index records it
     save_cache(ds, out)
     sources = {}
     for name, fraction in SEMI_FRACTIONS.items():
