@@ -13,8 +13,9 @@ A ``FolderImages`` stands where a ``Split`` holds its uint8 tensor, for ImageNet
   ``bench.folders.decode_eval``; ``crop`` is the suite's ``dataset.center_crop``).
 
 The random draws of a batch's views come from one number drawn from the step's generator, mixed
-per file with its index (``image_seed``): a resumed or distributed run decodes the same crops. ``len``, ``shape`` (N, 3, res, res), ``to(...)`` and ``pin_memory()`` behave as
-the engine expects of a tensor; nothing else of the tensor API is offered.
+per file with its index (``image_seed``): a resumed or distributed run decodes the same crops.
+``len``, ``shape`` (N, 3, res, res), ``to(...)`` and ``pin_memory()`` behave as the engine
+expects of a tensor; nothing else of the tensor API is offered.
 """
 
 from __future__ import annotations

@@ -256,7 +256,8 @@ class ViewGenerator:
     def __call__(self, images_u8: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
         if hasattr(images_u8, "decode_views"):  # files on disk (bench/sources.py): views made in its threads
             draw = int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device))
-            return [self.normalize(v.to(self.device, non_blocking=True)) for v in images_u8.decode_views(self.spec, draw)]
+            views = images_u8.decode_views(self.spec, draw)  # floats in [0, 1]
+            return [self.normalize(v.to(self.device, non_blocking=True)) for v in views]
         x = self.to_float(images_u8)
         return [self.normalize(augment(x, aug, gen)) for aug in self.spec.crops]
 
