@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from bench.config import Params, load_suite
-from pipeline.stages import evaluate, pretrain
+from pipeline.stages import evaluate, prepare, pretrain
 from tests.conftest import needs_fmnist
 
 
@@ -40,6 +40,7 @@ def test_ssl_beats_random_init_on_tiny(workdir):
     suite = load_suite("tiny")
     methods = ["random", "simclr", "mocov2", "byol"]
     params = Params(suite="tiny", seeds=[0], methods={m: {} for m in methods})
+    prepare(suite)  # the label splits the semi-supervised protocol reads
     scores = {}
     for m in methods:
         pretrain(suite, params, m, progress_bar=False)
