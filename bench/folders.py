@@ -38,6 +38,7 @@ from bench.views import Augment, recolour
 INDEX_NAME = "index.json"
 SPLITS = ("train", "val")
 EXTENSIONS = (".jpeg", ".jpg", ".png")
+PAPERS_CROP = 224 / 256  # evaluation: the center 224 of the shorter side resized to 256
 
 # CMC's ImageNet-100 (Tian et al. 2019), https://github.com/HobbitLong/CMC/blob/master/imagenet100.txt
 IMAGENET100 = (
@@ -172,12 +173,11 @@ def _to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
-def _open(path: Path, request: tuple[int, int] | None, draft: bool) -> tuple[Image.Image, float, float]:
-    """Open with (optional) JPEG draft so that the decoded image is at least ``request``;
-    returns the image and the x / y factors from original to decoded pixels."""
-    img = Image.open(path)
+def _decode(img: Image.Image, request: tuple[int, int], draft: bool) -> tuple[Image.Image, float, float]:
+    """Decode a just-opened ``img`` as RGB, with JPEG draft mode when ``draft`` so that it stays at
+    least ``request``; returns it and the x / y factors from original to decoded pixels."""
     w0, h0 = img.size
-    if draft and request is not None and img.format == "JPEG":
+    if draft and img.format == "JPEG":
         img.draft("RGB", (max(1, request[0]), max(1, request[1])))
     img = img.convert("RGB")
     return img, img.size[0] / w0, img.size[1] / h0
@@ -188,12 +188,12 @@ def decode_crops(path: Path | str, crops: tuple[Augment, ...], rng: random.Rando
     """Each view of ``crops`` from one decode: a RandomResizedCrop on the original image and a flip
     (PIL), then the view's recipe with the tensor path's own code (``bench.views.recolour`` on the
     crop, a batch of one) -> float [3, size, size] in [0, 1]. Every random draw comes from ``rng``."""
-    with Image.open(path) as probe:
-        w0, h0 = probe.size
-    boxes = [rrc_params(w0, h0, a.scale, a.ratio, rng) for a in crops]
-    # the decode must keep every crop at >= its output size: the smallest source/target ratio wins
-    need = max(max(a.size / b[3], a.size / b[2]) for a, b in zip(crops, boxes))
-    img, fx, fy = _open(Path(path), (math.ceil(w0 * need), math.ceil(h0 * need)), draft)
+    with Image.open(path) as source:  # the header gives the size; the pixels are decoded once, below
+        w0, h0 = source.size
+        boxes = [rrc_params(w0, h0, a.scale, a.ratio, rng) for a in crops]
+        # the decode must keep every crop at >= its output size: the smallest source/target ratio wins
+        need = max(max(a.size / b[3], a.size / b[2]) for a, b in zip(crops, boxes))
+        img, fx, fy = _decode(source, (math.ceil(w0 * need), math.ceil(h0 * need)), draft)
     out = []
     for a, (top, left, h, w) in zip(crops, boxes):
         crop = img.resize((a.size, a.size), Image.BILINEAR, box=(left * fx, top * fy, (left + w) * fx, (top + h) * fy))
@@ -202,9 +202,6 @@ def decode_crops(path: Path | str, crops: tuple[Augment, ...], rng: random.Rando
         gen = torch.Generator().manual_seed(rng.getrandbits(63))
         out.append(recolour(_to_tensor(crop).float().div_(255).unsqueeze(0), a, gen)[0])
     return out
-
-
-PAPERS_CROP = 224 / 256  # evaluation: the center 224 of the shorter side resized to 256
 
 
 def eval_size(res: int, crop: float = PAPERS_CROP) -> int:
@@ -216,14 +213,13 @@ def decode_eval(path: Path | str, res: int, draft: bool = True, crop: float = PA
     """Resize the shorter side to ``eval_size(res, crop)``, center-crop ``res`` (torchvision's
     Resize + CenterCrop on PIL, bilinear) -> uint8 [3, res, res]."""
     short = eval_size(res, crop)
-    with Image.open(path) as probe:
-        w0, h0 = probe.size
-    if w0 <= h0:
-        nw, nh = short, int(short * h0 / w0)
-    else:
-        nw, nh = int(short * w0 / h0), short
-    img, _, _ = _open(Path(path), (nw, nh), draft)
-    img = img.resize((nw, nh), Image.BILINEAR)
+    with Image.open(path) as source:
+        w0, h0 = source.size
+        if w0 <= h0:
+            nw, nh = short, int(short * h0 / w0)
+        else:
+            nw, nh = int(short * w0 / h0), short
+        img = _decode(source, (nw, nh), draft)[0].resize((nw, nh), Image.BILINEAR)
     top, left = int(round((nh - res) / 2.0)), int(round((nw - res) / 2.0))
     return _to_tensor(img.crop((left, top, left + res, top + res)))
 
