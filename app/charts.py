@@ -96,7 +96,8 @@ def place_labels(frame: pd.DataFrame, x: str, y: str, text: str, width: float = 
     """Label positions (``label_x``, ``label_y``, ``align``) that avoid each other and the points.
 
     Greedy on an assumed plot of ``width`` x ``height`` px (linear scales over the padded data range): each
-    label takes the first free spot among right, left, above and below its point, further out if needed.
+    label takes the first free spot among right, left, above and below its point, further out and further
+    up or down if needed; with none free, the spot that overlaps the fewest labels and points.
     """
     xs, ys = frame[x].astype(float), frame[y].astype(float)
     x0, x1 = _padded(xs)
@@ -106,13 +107,13 @@ def place_labels(frame: pd.DataFrame, x: str, y: str, text: str, width: float = 
     placed, out = [], []
     for (idx, a), b in zip(px.items(), py):
         w, h = char_px * len(str(frame.at[idx, text])), 12
-        spots = [(a + 8 + k, b - h / 2 + d) for k in (0, 40) for d in (0, -14, 14)]
-        spots += [(a - 8 - w - k, b - h / 2 + d) for k in (0, 40) for d in (0, -14, 14)]
+        rows = [(k, d) for k in (0, 40, 80) for d in (0, -14, 14, -28, 28)]
+        spots = [(a + 8 + k, b - h / 2 + d) for k, d in rows] + [(a - 8 - w - k, b - h / 2 + d) for k, d in rows]
         spots += [(a - w / 2, b - 20 - h), (a - w / 2, b + 8)]
-        box = next(((sx, sy, sx + w, sy + h) for sx, sy in spots if 0 <= sx and sx + w <= width and 0 <= sy
-                    and sy + h <= height and not any(_overlap((sx, sy, sx + w, sy + h), o) for o in placed + points
-                                                     if o != points[len(out)])), None)
-        box = box or (a + 8, b - h / 2, a + 8 + w, b + h / 2)
+        others = placed + [p for i, p in enumerate(points) if i != len(out)]
+        boxes = [(sx, sy, sx + w, sy + h) for sx, sy in spots if 0 <= sx and sx + w <= width and 0 <= sy
+                 and sy + h <= height] or [(a + 8, b - h / 2, a + 8 + w, b + h / 2)]
+        box = min(boxes, key=lambda bx: sum(_overlap(bx, o) for o in others))  # the first free one, if any
         placed.append(box)
         out.append({"label_x": x0 + box[0] / width * (x1 - x0), "label_y": y1 - (box[1] + h / 2) / height * (y1 - y0)})
     return frame.assign(**pd.DataFrame(out, index=frame.index))
